@@ -1,0 +1,265 @@
+"""The `corral` command line (DESIGN 5.2). Every setting is a flag and an env variable."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from corral.config import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="corral: a high-availability scheduler for AI work on GPU clusters.")
+session_app = typer.Typer(no_args_is_help=True, help="Open, close and list sessions.")
+app.add_typer(session_app, name="session")
+
+EtcdOpt = typer.Option(None, "--etcd", envvar="CORRAL_ETCD", help="etcd endpoints, comma-separated")
+BrokerOpt = typer.Option(None, "--broker", envvar="CORRAL_BROKER", help="Redis broker URL")
+ClusterOpt = typer.Option(None, "--cluster", envvar="CORRAL_CLUSTER", help="cluster key prefix")
+StateOpt = typer.Option(Path(".corral"), "--state-dir", help="where the local cluster keeps its state")
+
+
+def _settings(etcd: str | None, broker: str | None, cluster: str | None) -> Settings:
+    return Settings.from_env(etcd=etcd, broker=broker, cluster=cluster)
+
+
+def _logging(role: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _client(etcd: str | None, broker: str | None, cluster: str | None) -> Any:
+    from corral.client import Client
+    from corral.etcd import EtcdUnavailable
+
+    try:
+        return Client(_settings(etcd, broker, cluster))
+    except EtcdUnavailable as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def up(
+    nodes: int = typer.Option(1, "--nodes", min=0),
+    gpus: int | None = typer.Option(None, "--gpus", min=0,
+                                    help="simulated GPUs per node (default: NVML, else 4)"),
+    schedulers: int = typer.Option(3, "--schedulers", min=1),
+    faulty_gpus: str = typer.Option("", "--faulty-gpus", help="NODE:INDEX,... that fail every task"),
+    state_dir: Path = StateOpt,
+    detach: bool = typer.Option(False, "--detach", help="return once the cluster is ready"),
+    cluster: str = typer.Option("local", "--cluster", envvar="CORRAL_CLUSTER"),
+    flower: bool = typer.Option(True, "--flower/--no-flower"),
+) -> None:
+    """Start a whole local cluster: etcd, Redis, schedulers, node agents, Flower."""
+    from corral.local import ClusterError, LocalCluster
+    from workers.gpus import nvml
+
+    faulty = [f.strip() for f in faulty_gpus.split(",") if f.strip()]
+    for f in faulty:
+        if ":" not in f:
+            _fail(f"--faulty-gpus takes NODE:INDEX, got {f!r}")
+    if gpus is None and not nvml():
+        gpus = 4
+    lc = LocalCluster(state_dir, nodes=nodes, gpus=gpus, schedulers=schedulers, faulty=faulty,
+                      flower=flower, settings=Settings.from_env(cluster=cluster))
+    try:
+        lc.start()
+    except ClusterError as exc:
+        _fail(str(exc))
+    info = lc.info
+    typer.echo(f"corral cluster up: etcd {info['etcd']}, broker {info['broker']}, "
+               f"flower {info.get('flower', '-')} (user {info.get('flower_user', '-')})")
+    typer.echo(f"state in {lc.dir}/cluster.json; use these settings:")
+    for k, v in lc.settings.to_env().items():
+        if k in ("CORRAL_ETCD", "CORRAL_BROKER", "CORRAL_CLUSTER"):
+            typer.echo(f"  export {k}='{v}'")
+    if detach:
+        return
+    typer.echo("Ctrl-C stops the cluster.")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    lc.stop()
+
+
+@app.command()
+def down(state_dir: Path = StateOpt) -> None:
+    """Stop the local cluster started from STATE_DIR; no process is left behind."""
+    from corral.local import ClusterError, LocalCluster
+
+    try:
+        LocalCluster.load(state_dir).stop()
+    except ClusterError as exc:
+        _fail(str(exc))
+    typer.echo("corral cluster stopped")
+
+
+@app.command()
+def scheduler(
+    id: str = typer.Option("", "--id", help="replica id (default: host-pid)"),
+    http_port: int = typer.Option(0, "--http-port", help="read-only HTTP endpoint (0: any free)"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Run one scheduler replica (leader-elected)."""
+    import os
+    import socket
+
+    from scheduler.service import Scheduler
+
+    sid = id or f"{socket.gethostname()}-{os.getpid()}"
+    _logging(sid)
+    svc = Scheduler(_settings(etcd, broker, cluster), sid, http_port)
+    signal.signal(signal.SIGTERM, lambda *_: svc.stop())
+    signal.signal(signal.SIGINT, lambda *_: svc.stop())
+    svc.serve()
+
+
+@app.command()
+def node(
+    name: str = typer.Option("", "--name", help="node name (default: hostname)"),
+    fake_gpus: int | None = typer.Option(None, "--fake-gpus", min=0,
+                                         help="simulate N GPUs instead of NVML discovery"),
+    faulty_gpus: str = typer.Option("", "--faulty-gpus", help="simulated GPU indexes I,J that fail"),
+    log_dir: Path = typer.Option(Path("logs"), "--log-dir"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Run the node agent: register GPUs and keep one Celery worker per GPU."""
+    import socket
+
+    from workers.agent import Agent
+    from workers.gpus import discover
+
+    name = name or socket.gethostname()
+    _logging(name)
+    try:
+        faulty = {int(i) for i in faulty_gpus.split(",") if i.strip()}
+    except ValueError:
+        _fail(f"--faulty-gpus takes GPU indexes like 0,2; got {faulty_gpus!r}")
+    Agent(_settings(etcd, broker, cluster), name, discover(fake_gpus, faulty), log_dir).serve()
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Show leader, schedulers, nodes and GPUs, sessions and task counts."""
+    client = _client(etcd, broker, cluster)
+    st = client.status()
+    if as_json:
+        typer.echo(json.dumps(st, indent=2))
+        return
+    from corral.display import print_status
+
+    print_status(st)
+
+
+@app.command()
+def submit(
+    algorithm: str,
+    args: str = typer.Option("null", "--args", help="JSON arguments"),
+    session: str = typer.Option("default", "--session"),
+    task_id: str | None = typer.Option(None, "--task-id", help="idempotency key"),
+    wait: bool = typer.Option(False, "--wait"),
+    timeout: float = typer.Option(600.0, "--timeout"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Submit one task; with --wait, print its result."""
+    try:
+        parsed = json.loads(args)
+    except ValueError as exc:
+        _fail(f"--args is not JSON: {exc}")
+    client = _client(etcd, broker, cluster)
+    handle = client.submit(algorithm, parsed, session=session, task_id=task_id)
+    if not wait:
+        typer.echo(handle.id)
+        return
+    from corral.client import TaskFailed
+
+    try:
+        typer.echo(json.dumps(handle.result(timeout=timeout)))
+    except TaskFailed as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def task(
+    task_id: str,
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Print a task record: state, attempts, events (and the reason if it was rejected)."""
+    record = _client(etcd, broker, cluster).task(task_id)
+    if record is None:
+        _fail(f"no task {task_id!r} (not submitted, not yet recorded, or compacted)")
+    typer.echo(json.dumps(record, indent=2))
+
+
+@session_app.command("open")
+def session_open(
+    name: str,
+    fixed_workers: int = typer.Option(0, "--fixed-workers", min=0),
+    share_ratio: float = typer.Option(1.0, "--share-ratio", min=0.001),
+    max_workers: int | None = typer.Option(None, "--max-workers"),
+    priority: int = typer.Option(0, "--priority"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Open (or update) a session."""
+    client = _client(etcd, broker, cluster)
+    client._session_message(name, "open", fixed_workers=fixed_workers, share_ratio=share_ratio,
+                            max_workers=max_workers, priority=priority)
+    typer.echo(f"session {name} open requested")
+
+
+@session_app.command("close")
+def session_close(
+    name: str,
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Close a session."""
+    _client(etcd, broker, cluster)._session_message(name, "close")
+    typer.echo(f"session {name} close requested")
+
+
+@session_app.command("list")
+def session_list(
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """List sessions with their shares and load."""
+    typer.echo(json.dumps(_client(etcd, broker, cluster).status()["sessions"], indent=2))
+
+
+@app.command()
+def demo(
+    tasks: int = typer.Option(200, "--tasks", min=1),
+    gpus: int = typer.Option(4, "--gpus", min=1),
+    state_dir: Path = typer.Option(Path(".corral-demo"), "--state-dir"),
+) -> None:
+    """Start a local cluster, run TASKS corral.echo tasks through a session, print a summary."""
+    from corral.demo import run_demo
+
+    raise typer.Exit(run_demo(tasks=tasks, gpus=gpus, state_dir=state_dir))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The Python client (DESIGN 5.3): submit through the ingress queue, read state from etcd."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from corral.blobs import BlobStore
+from corral.config import Settings
+from corral.etcd import connect as etcd_connect
+from corral.etcd import get_json, prefix_json
+from corral.keys import INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy: `local` tries on the same GPU, then up to `hosts` other hosts."""
+
+    local: int = 2
+    hosts: int = 3
+    backoff: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"local": self.local, "hosts": self.hosts, "backoff": self.backoff}
+
+
+class TaskFailed(Exception):
+    """A task ended FAILED, CANCELLED or REJECTED; `.record` and `.attempts` say why."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.attempts = record.get("attempts", [])
+        error = record.get("error") or {}
+        why = record.get("reason") or f"{error.get('type', '')}: {error.get('message', '')}"
+        super().__init__(f"task {record.get('id')} {record.get('state')}: {why}")
+
+
+class Client:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.cluster)
+        self.etcd = etcd_connect(settings)
+        self.celery = Celery("corral-client", broker=settings.broker, set_as_current=False)
+        self.celery.conf.update(task_serializer="json", accept_content=["json"])
+        self._blobs: BlobStore | None = None
+
+    # ------------------------------------------------------------ submit
+
+    def submit(
+        self,
+        algorithm: str,
+        args: Any = None,
+        *,
+        session: str = "default",
+        task_id: str | None = None,
+        retry: Retry | None = None,
+        gpus: int = 1,
+    ) -> Handle:
+        task_id = task_id or uuid.uuid4().hex
+        kwargs = {"algorithm": algorithm, "args": args, "session": session, "task_id": task_id,
+                  "gpus": gpus, "retry": (retry or Retry()).to_dict()}
+        self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=task_id)
+        return Handle(self, task_id)
+
+    def map(self, algorithm: str, args_list: Iterable[Any], **options: Any) -> list[Handle]:
+        with self.celery.producer_or_acquire():  # one connection for the whole batch
+            return [self.submit(algorithm, args, **options) for args in args_list]
+
+    @contextmanager
+    def session(
+        self,
+        name: str,
+        fixed_workers: int = 0,
+        share_ratio: float = 1.0,
+        max_workers: int | None = None,
+        priority: int = 0,
+        algorithms: Iterable[str] = (),
+        close: bool = True,
+    ) -> Iterator[Session]:
+        self._session_message(name, "open", fixed_workers=fixed_workers, share_ratio=share_ratio,
+                              max_workers=max_workers, priority=priority,
+                              algorithms=list(algorithms))
+        try:
+            yield Session(self, name)
+        finally:
+            if close:
+                self._session_message(name, "close")
+
+    def _session_message(self, name: str, action: str, **fields: Any) -> None:
+        self.celery.send_task(SESSION_TASK, kwargs={"name": name, "action": action, **fields},
+                              queue=INGRESS_QUEUE)
+
+    # -------------------------------------------------------------- read
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        return get_json(self.etcd, self.keys.task(task_id))
+
+    def result(self, record: dict[str, Any]) -> Any:
+        if record.get("state") != "SUCCEEDED":
+            raise TaskFailed(record)
+        if self._blobs is None:
+            self._blobs = BlobStore(self.settings)
+        return self._blobs.get(record["result_ref"])
+
+    def wait(self, handles: Iterable[Handle], timeout: float | None = None,
+             progress: Any = None) -> dict[str, dict[str, Any]]:
+        """Wait until every handle is terminal; returns id -> record. Reads etcd in pages."""
+        waiting = {h.id for h in handles}
+        done: dict[str, dict[str, Any]] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while waiting:
+            for key, record in prefix_json(self.etcd, self.keys.task()).items():
+                if key in waiting and record.get("state") in TERMINAL:
+                    done[key] = record
+                    waiting.discard(key)
+            if progress is not None:
+                progress(len(done))
+            if not waiting:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(waiting)} task(s) not finished within {timeout} s")
+            time.sleep(0.2)
+        return done
+
+    def status(self) -> dict[str, Any]:
+        from corral.status import cluster_status
+
+        return cluster_status(self.etcd, self.keys)
+
+    def close(self) -> None:
+        self.etcd.close()
+        if self._blobs is not None:
+            self._blobs.close()
+
+
+@dataclass
+class Session:
+    client: Client
+    name: str
+
+    def submit(self, algorithm: str, args: Any = None, **options: Any) -> Handle:
+        return self.client.submit(algorithm, args, session=self.name, **options)
+
+    def map(self, algorithm: str, args_list: Iterable[Any], **options: Any) -> list[Handle]:
+        return self.client.map(algorithm, args_list, session=self.name, **options)
+
+
+@dataclass
+class Handle:
+    client: Client
+    id: str
+
+    def record(self) -> dict[str, Any] | None:
+        return self.client.task(self.id)
+
+    def state(self) -> str:
+        record = self.record()
+        return record["state"] if record else "PENDING"
+
+    def result(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            record = self.record()
+            if record and record.get("state") in TERMINAL:
+                return self.client.result(record)
+            if deadline is not None and time.monotonic() > deadline:
+                state = record["state"] if record else "not yet recorded"
+                raise TimeoutError(f"task {self.id} still {state} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+
+def connect(
+    etcd: str | None = None, broker: str | None = None, cluster: str | None = None
+) -> Client:
+    return Client(Settings.from_env(etcd=etcd, broker=broker, cluster=cluster))

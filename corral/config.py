@@ -1,0 +1,96 @@
+"""Settings shared by every corral process, read from the environment (DESIGN 5.1).
+
+Every setting is also a CLI flag; the CLI writes flags back into a Settings object,
+so child processes started by the launcher inherit them through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+
+ENV = {
+    "etcd": "CORRAL_ETCD",
+    "broker": "CORRAL_BROKER",
+    "cluster": "CORRAL_CLUSTER",
+    "etcd_user": "CORRAL_ETCD_USER",
+    "etcd_password": "CORRAL_ETCD_PASSWORD",
+    "etcd_ca": "CORRAL_ETCD_CA",
+    "etcd_cert": "CORRAL_ETCD_CERT",
+    "etcd_key": "CORRAL_ETCD_KEY",
+    "inline_limit": "CORRAL_INLINE_LIMIT",
+    "node_ttl": "CORRAL_NODE_TTL",
+    "leader_ttl": "CORRAL_LEADER_TTL",
+    "queue_depth": "CORRAL_QUEUE_DEPTH",
+    "heartbeat": "CORRAL_HEARTBEAT",
+    "result_ttl": "CORRAL_RESULT_TTL",
+    "worker_events": "CORRAL_WORKER_EVENTS",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    etcd: str = "127.0.0.1:2379"
+    broker: str = "redis://127.0.0.1:6379/0"
+    cluster: str = "default"
+    etcd_user: str = ""
+    etcd_password: str = ""
+    etcd_ca: str = ""
+    etcd_cert: str = ""
+    etcd_key: str = ""
+    inline_limit: int = 256 * 1024
+    node_ttl: float = 3.0
+    leader_ttl: float = 2.0
+    queue_depth: int = 2
+    heartbeat: float = 5.0
+    result_ttl: int = 7 * 24 * 3600
+    worker_events: bool = True
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = ENV.get(f.name)
+            if name and env.get(name, "") != "":
+                values[f.name] = _coerce(f.type, env[name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_env(self) -> dict[str, str]:
+        """Environment that makes a child process see these same settings."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            name = ENV.get(f.name)
+            if name:
+                value = getattr(self, f.name)
+                out[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return out
+
+    @property
+    def etcd_endpoints(self) -> list[tuple[str, int]]:
+        out = []
+        for part in self.etcd.split(","):
+            part = part.strip().removeprefix("http://").removeprefix("https://")
+            if not part:
+                continue
+            host, _, port = part.rpartition(":")
+            out.append((host or "127.0.0.1", int(port or 2379)))
+        if not out:
+            raise ValueError(f"CORRAL_ETCD names no endpoint: {self.etcd!r}")
+        return out
+
+
+def _coerce(kind: object, raw: str) -> object:
+    kind = str(kind)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "bool":
+        return raw.strip().lower() not in ("0", "false", "no", "off", "")
+    return raw

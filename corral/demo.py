@@ -1,0 +1,60 @@
+"""`corral demo`: a local cluster, a session, a batch of tasks, a summary, a clean stop."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from corral.client import Client
+from corral.local import LocalCluster
+
+
+def run_demo(tasks: int = 200, gpus: int = 4, state_dir: Path = Path(".corral-demo")) -> int:
+    console = Console()
+    console.print(f"[bold]corral demo[/]: starting etcd, Redis, 3 schedulers, 1 node with "
+                  f"{gpus} simulated GPUs and Flower in {state_dir} ...")
+    started = time.monotonic()
+    cluster = LocalCluster(state_dir, nodes=1, gpus=gpus, schedulers=3)
+    cluster.start()
+    try:
+        client = Client(cluster.settings)
+        st = client.status()
+        console.print(f"cluster ready in {time.monotonic() - started:.1f} s; leader "
+                      f"{st['leader']['id']}; Flower at {cluster.info.get('flower')} "
+                      f"(user {cluster.info.get('flower_user')})")
+        t0 = time.monotonic()
+        with client.session("demo", fixed_workers=1, share_ratio=1.0) as session:
+            handles = session.map("corral.echo", [{"i": i} for i in range(tasks)])
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+                job = bar.add_task("corral.echo", total=tasks)
+                records = client.wait(handles, timeout=300,
+                                      progress=lambda n: bar.update(job, completed=n))
+        elapsed = time.monotonic() - t0
+        states = Counter(r["state"] for r in records.values())
+        wrong = sum(
+            1 for i, h in enumerate(handles)
+            if records[h.id]["state"] == "SUCCEEDED" and client.result(records[h.id]) != {"i": i}
+        )
+        per_gpu = Counter(
+            f"{r['attempts'][-1]['node']}:{r['attempts'][-1]['gpu']}" for r in records.values()
+        )
+        table = Table("GPU", "tasks", title=f"{tasks} corral.echo tasks in {elapsed:.2f} s "
+                      f"({tasks / elapsed:.0f} tasks/s)")
+        for gpu, n in sorted(per_gpu.items()):
+            table.add_row(gpu, str(n))
+        console.print(table)
+        console.print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) +
+                      f"; wrong results: {wrong}")
+        ok = states.get("SUCCEEDED", 0) == tasks and wrong == 0
+        console.print("[green]demo passed[/]" if ok else "[red]demo FAILED[/]")
+        client.close()
+        return 0 if ok else 1
+    finally:
+        console.print("stopping the cluster ...")
+        cluster.stop()

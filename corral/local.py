@@ -1,0 +1,340 @@
+"""A whole corral cluster on one machine: etcd, Redis, schedulers, node agents, Flower.
+
+Used by `corral up`, `corral demo` and the integration tests, so that what the tests
+exercise is exactly what an operator starts. Every process leads its own process
+group; stopping the cluster signals each group, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.config import Settings
+from corral.etcd import connect, get_json, prefix_json
+from corral.keys import Keys
+
+
+class ClusterError(RuntimeError):
+    """The local cluster could not be started or found."""
+
+
+@dataclass
+class Proc:
+    role: str
+    name: str
+    pid: int
+    log: str = ""
+    args: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise ClusterError(f"{name} not found: install Debian's {package} (apt-get install {package})")
+    return path
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still answers kill(0); treat it as gone
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def stop_groups(pids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM each process group, then SIGKILL what is still there after `grace` seconds."""
+    for pid in pids:
+        kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(p) or _group_alive(p) for p in pids):
+        _reap()
+        time.sleep(0.1)
+    for pid in pids:
+        kill_group(pid, signal.SIGKILL)
+    _reap()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return any(_pgid_of(int(p)) == pgid for p in os.listdir("/proc") if p.isdigit() and alive(int(p)))
+
+
+def _pgid_of(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return -1
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        state_dir: str | Path = ".corral",
+        *,
+        nodes: int = 1,
+        gpus: int | None = 4,
+        schedulers: int = 3,
+        faulty: list[str] | None = None,
+        etcd_members: int = 1,
+        flower: bool = True,
+        settings: Settings | None = None,
+        redis_password: str | None = None,
+    ) -> None:
+        self.dir = Path(state_dir).resolve()
+        self.n_nodes = nodes
+        self.n_gpus = gpus
+        self.n_schedulers = schedulers
+        self.faulty = faulty or []
+        self.etcd_members = etcd_members
+        self.with_flower = flower
+        self.base = settings or Settings(cluster="local")
+        self.redis_password = redis_password if redis_password is not None else secrets.token_hex(12)
+        self.procs: list[Proc] = []
+        self.info: dict[str, Any] = {}
+
+    # -------------------------------------------------------------- start
+
+    @property
+    def settings(self) -> Settings:
+        return self.base.with_(etcd=self.info["etcd"], broker=self.info["broker"],
+                               cluster=self.info["cluster"])
+
+    def start(self, timeout: float = 60.0) -> LocalCluster:
+        if (self.dir / "cluster.json").exists():
+            old = json.loads((self.dir / "cluster.json").read_text())
+            if any(alive(p["pid"]) for p in old.get("processes", [])):
+                raise ClusterError(f"a cluster is already running from {self.dir}; `corral down` first")
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        try:
+            etcd = self._start_etcd()
+            broker = self._start_redis()
+            self.info = {"etcd": etcd, "broker": broker, "cluster": self.base.cluster}
+            for i in range(1, self.n_schedulers + 1):
+                self.start_scheduler(f"sched-{i}")
+            for j in range(1, self.n_nodes + 1):
+                self.start_node(f"node-{j}")
+            if self.with_flower:
+                self._start_flower()
+            self.save()
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, role: str, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
+        logpath = self.dir / "logs" / f"{name}.log"
+        full_env = dict(os.environ)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        if env:
+            full_env.update(env)
+        with open(logpath, "ab") as logfile:
+            popen = subprocess.Popen(
+                args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=full_env, start_new_session=True, cwd=self.dir,
+            )
+        proc = Proc(role, name, popen.pid, str(logpath), args)
+        self.procs = [p for p in self.procs if p.name != name] + [proc]
+        return proc
+
+    def _start_etcd(self) -> str:
+        binary = require_binary("etcd", "etcd-server")
+        members = [(f"etcd-{i}", free_port(), free_port()) for i in range(1, self.etcd_members + 1)]
+        initial = ",".join(f"{n}=http://127.0.0.1:{peer}" for n, _, peer in members)
+        token = secrets.token_hex(6)
+        for name, client, peer in members:
+            self._spawn("etcd", name, [
+                binary, "--name", name, "--data-dir", str(self.dir / name),
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", initial, "--initial-cluster-token", token,
+                "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "warn",
+                "--heartbeat-interval", "100", "--election-timeout", "1000",
+            ])
+        endpoints = ",".join(f"127.0.0.1:{c}" for _, c, _ in members)
+        self._wait(lambda: self._etcd_ok(endpoints), 30, "etcd did not answer")
+        return endpoints
+
+    def etcd_member_info(self) -> list[Proc]:
+        return [p for p in self.procs if p.role == "etcd"]
+
+    def _etcd_ok(self, endpoints: str) -> bool:
+        try:
+            client = connect(self.base.with_(etcd=endpoints), timeout=1)
+            client.get("/corral/ping")
+            client.close()
+            return True
+        except Exception:
+            return False
+
+    def _start_redis(self) -> str:
+        binary = require_binary("redis-server", "redis-server")
+        port = free_port()
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes"]
+        if self.redis_password:
+            args += ["--requirepass", self.redis_password]
+        self._spawn("redis", "redis", args)
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        url = f"redis://{auth}127.0.0.1:{port}/0"
+
+        def ok() -> bool:
+            import redis
+
+            try:
+                return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+            except Exception:
+                return False
+
+        self._wait(ok, 20, "redis-server did not answer")
+        return url
+
+    def start_scheduler(self, sid: str) -> Proc:
+        return self._spawn("scheduler", sid, [sys.executable, "-m", "corral.cli", "scheduler",
+                                              "--id", sid], self.settings.to_env())
+
+    def start_node(self, name: str, gpus: int | None = None) -> Proc:
+        gpus = self.n_gpus if gpus is None else gpus
+        args = [sys.executable, "-m", "corral.cli", "node", "--name", name,
+                "--log-dir", str(self.dir / "logs")]
+        if gpus is not None:
+            args += ["--fake-gpus", str(gpus)]
+        faulty = [f.split(":", 1)[1] for f in self.faulty if f.split(":", 1)[0] == name]
+        if faulty:
+            args += ["--faulty-gpus", ",".join(faulty)]
+        return self._spawn("node", name, args, self.settings.to_env())
+
+    def _start_flower(self) -> None:
+        port = free_port()
+        password = secrets.token_hex(8)
+        self._spawn("flower", "flower", [
+            sys.executable, "-m", "celery", "-A", "tasks.worker", "flower",
+            f"--port={port}", "--address=127.0.0.1", f"--basic-auth=corral:{password}",
+        ], self.settings.to_env())
+        self.info["flower"] = f"http://127.0.0.1:{port}"
+        self.info["flower_user"] = f"corral:{password}"
+
+    # ---------------------------------------------------------- inspect
+
+    def save(self) -> None:
+        data = dict(self.info)
+        data.setdefault("flower", "")
+        data["processes"] = [{"role": p.role, "name": p.name, "pid": p.pid} for p in self.procs]
+        data["logs"] = str(self.dir / "logs")
+        data["state"] = {"procs": [asdict(p) for p in self.procs]}
+        path = self.dir / "cluster.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.chmod(tmp, 0o600)  # holds the Redis password
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, state_dir: str | Path) -> LocalCluster:
+        path = Path(state_dir).resolve() / "cluster.json"
+        if not path.exists():
+            raise ClusterError(f"no cluster.json in {path.parent}: is a cluster running from there?")
+        data = json.loads(path.read_text())
+        cluster = cls(state_dir, settings=Settings(cluster=data["cluster"]))
+        cluster.info = {k: v for k, v in data.items() if k not in ("processes", "state", "logs")}
+        cluster.procs = [Proc(**p) for p in data.get("state", {}).get("procs", [])]
+        return cluster
+
+    def proc(self, name: str) -> Proc:
+        return next(p for p in self.procs if p.name == name)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        keys = Keys(self.info["cluster"])
+        client = connect(self.settings)
+        want_nodes = {p.name for p in self.procs if p.role == "node"}
+
+        def ready() -> bool:
+            self._check_alive()
+            leader = get_json(client, keys.leader)
+            nodes = set(prefix_json(client, keys.node()))
+            return bool(leader) and want_nodes <= nodes
+
+        try:
+            self._wait(ready, timeout, "cluster did not become ready (leader and every node)")
+        finally:
+            client.close()
+
+    def _check_alive(self) -> None:
+        for p in self.procs:
+            if p.role in ("etcd", "redis") and not alive(p.pid):
+                raise ClusterError(f"{p.name} exited; see {p.log}")
+
+    @staticmethod
+    def _wait(pred: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            time.sleep(0.1)
+        raise ClusterError(f"{what} within {timeout:.0f} s")
+
+    # ------------------------------------------------------------- stop
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, group: bool = True) -> None:
+        pid = self.proc(name).pid
+        if group:
+            kill_group(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+    def stop(self) -> None:
+        # Schedulers first, so that nobody re-routes while the nodes go away.
+        order = {"flower": 0, "scheduler": 1, "node": 2, "redis": 3, "etcd": 4}
+        for role in sorted(order, key=order.get):
+            pids = [p.pid for p in self.procs if p.role == role]
+            if pids:
+                stop_groups(pids, grace=10.0)
+        path = self.dir / "cluster.json"
+        if path.exists():
+            path.unlink()

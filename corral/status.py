@@ -1,0 +1,51 @@
+"""`corral status`: the cluster as one JSON document (DESIGN 5.2), read from etcd."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral.etcd import get_json, prefix_json
+from corral.keys import Keys
+
+
+def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:
+    leader = get_json(etcd, keys.leader)
+    schedulers = prefix_json(etcd, keys.scheduler())
+    nodes = prefix_json(etcd, keys.node())
+    summary = get_json(etcd, keys.summary) or {}
+    gpu_view = {(g["node"], g["index"]): g for g in summary.get("gpus", [])}
+    leader_id = leader.get("id") if leader else None
+    return {
+        "leader": {"id": leader_id, "since": leader.get("since") if leader else None},
+        "schedulers": [
+            {"id": sid, "role": "leader" if sid == leader_id else "follower",
+             "address": rec.get("address", "")}
+            for sid, rec in sorted(schedulers.items())
+        ],
+        "nodes": [
+            {
+                "name": name,
+                "state": "up",
+                "host": info.get("host"),
+                "gpus": [
+                    {
+                        "index": g["index"],
+                        "uuid": g.get("uuid"),
+                        "model": g.get("model"),
+                        "simulated": g.get("simulated", False),
+                        "state": gpu_view.get((name, g["index"]), {}).get("state", "healthy"),
+                        "session": gpu_view.get((name, g["index"]), {}).get("session"),
+                        "consecutive_failures": gpu_view.get((name, g["index"]), {}).get(
+                            "consecutive_failures", 0),
+                        "outstanding": gpu_view.get((name, g["index"]), {}).get("outstanding", 0),
+                    }
+                    for g in info.get("gpus", [])
+                ],
+            }
+            for name, info in sorted(nodes.items())
+        ],
+        "sessions": summary.get("sessions", []),
+        "tasks": summary.get(
+            "tasks", {"pending": 0, "queued": 0, "running": 0, "succeeded": 0, "failed": 0}
+        ),
+    }

@@ -1,0 +1,1 @@
+"""Algorithm pipelines (DESIGN M9); not built yet, see README.md."""

@@ -1,0 +1,1 @@
+"""The leader-elected brain: election, etcd store, ingress, placement, the state machine."""

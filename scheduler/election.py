@@ -1,0 +1,89 @@
+"""Leader election on an etcd lease.
+
+The leader key is created only if absent, under the candidate's lease; its
+create_revision is the fencing token that every leader write compares against.
+A leader whose lease refresh has not succeeded for a whole TTL considers itself
+deposed *before* etcd can hand the key to another replica.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+
+from etcd3.client import MultiEndpointEtcd3Client
+
+from corral.keys import Keys
+
+log = logging.getLogger("corral.election")
+
+
+class Election:
+    def __init__(
+        self, client: MultiEndpointEtcd3Client, keys: Keys, candidate: str, ttl: float
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.candidate = candidate
+        self.ttl = max(2, math.ceil(ttl))
+        self.lease = None
+        self.token: int | None = None
+        self._deadline = 0.0
+
+    def campaign(self) -> int | None:
+        """Try once to become leader; return the fencing token on success."""
+        if self.lease is None:
+            self.lease = self.client.lease(self.ttl)
+            self._deadline = time.monotonic() + self.ttl - 0.5
+        value = json.dumps({"id": self.candidate, "since": time.time()})
+        tx = self.client.transactions
+        ok, _ = self.client.transaction(
+            compare=[tx.create(self.keys.leader) == 0],
+            success=[tx.put(self.keys.leader, value, lease=self.lease)],
+            failure=[],
+        )
+        if not ok:
+            self.keepalive()  # keep our lease warm so a win is immediately usable
+            return None
+        _, meta = self.client.get(self.keys.leader)
+        self.token = meta.create_revision if meta is not None else None
+        log.info("%s became leader with token %s", self.candidate, self.token)
+        return self.token
+
+    def keepalive(self) -> bool:
+        """Refresh the lease; False once it has expired or cannot be confirmed in time."""
+        if self.lease is None:
+            return False
+        try:
+            responses = list(self.client.refresh_lease(self.lease.id))
+            alive = bool(responses) and responses[0].TTL > 0
+        except Exception as exc:
+            log.warning("lease refresh failed: %s", exc)
+            alive = time.monotonic() < self._deadline
+            return alive
+        if alive:
+            self._deadline = time.monotonic() + self.ttl - 0.5
+        else:
+            self.lease = None
+        return alive
+
+    def holds(self) -> bool:
+        """Whether this replica may still act as leader right now (no I/O)."""
+        return self.token is not None and time.monotonic() < self._deadline
+
+    def still_leader(self) -> bool:
+        if self.token is None or not self.keepalive():
+            return False
+        _, meta = self.client.get(self.keys.leader)
+        return meta is not None and meta.create_revision == self.token
+
+    def resign(self) -> None:
+        self.token = None
+        if self.lease is not None:
+            try:
+                self.lease.revoke()
+            except Exception:
+                log.debug("lease revoke failed", exc_info=True)
+            self.lease = None

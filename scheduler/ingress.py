@@ -1,0 +1,161 @@
+"""Validation of ingress messages (DESIGN 5.4): pure, never raises on bad input.
+
+A Celery message becomes either a Submission, a SessionRequest or a Rejection with
+a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.keys import SESSION_TASK, SUBMIT_TASK
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
+SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+DEFAULT_RETRY = {"local": 2, "hosts": 3}
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_id: str
+    algorithm: str
+    args: Any
+    session: str = "default"
+    gpus: int = 1
+    retry: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETRY))
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    name: str
+    action: str  # open | close
+    fixed_workers: int = 0
+    share_ratio: float = 1.0
+    max_workers: int | None = None
+    priority: int = 0
+    algorithms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    task_id: str | None
+    reason: str
+    algorithm: str | None = None
+    session: str | None = None
+
+
+Parsed = Submission | SessionRequest | Rejection
+
+
+def parse(
+    headers: dict[str, Any] | None,
+    body: Any,
+    *,
+    known_algorithms: set[str] | frozenset[str],
+    inline_limit: int,
+) -> Parsed:
+    """Turn a decoded Celery message (protocol 1 or 2) into a request or a rejection."""
+    headers = headers or {}
+    name, message_id, kwargs = _unwrap(headers, body)
+    if not isinstance(kwargs, dict):
+        return Rejection(message_id, "message body is not a Celery task with keyword arguments")
+    if name == SESSION_TASK:
+        return _parse_session(kwargs, message_id)
+    if name != SUBMIT_TASK:
+        return Rejection(
+            message_id, f"task name {name!r} is not accepted on the ingress queue; use {SUBMIT_TASK!r}"
+        )
+    task_id = kwargs.get("task_id") or message_id
+    if not isinstance(task_id, str) or not ID_RE.match(task_id):
+        return Rejection(
+            message_id,
+            f"task_id {task_id!r} is not valid: use up to 200 letters, digits and ._:@+-",
+        )
+    algorithm = kwargs.get("algorithm")
+    session = kwargs.get("session") or "default"
+
+    def reject(reason: str) -> Rejection:
+        algo = algorithm if isinstance(algorithm, str) else None
+        sess = session if isinstance(session, str) else None
+        return Rejection(task_id, reason, algo, sess)
+
+    if not algorithm:
+        return reject("missing 'algorithm': name the algorithm to run, e.g. 'corral.echo'")
+    if not isinstance(algorithm, str):
+        return reject(f"'algorithm' must be a string, got {type(algorithm).__name__}")
+    if algorithm not in known_algorithms:
+        return reject(
+            f"unknown algorithm {algorithm!r}: no worker registers it "
+            f"(known: {', '.join(sorted(known_algorithms)) or 'none'})"
+        )
+    if not isinstance(session, str) or not SESSION_RE.match(session):
+        return reject(f"session {session!r} is not a valid name (letters, digits, ._-)")
+    args = kwargs.get("args")
+    size = len(json.dumps(args, separators=(",", ":")))
+    if size > inline_limit:
+        return reject(
+            f"args are {size} bytes, over the {inline_limit}-byte inline limit "
+            "(CORRAL_INLINE_LIMIT); store large inputs elsewhere and pass a reference"
+        )
+    gpus = kwargs.get("gpus", 1)
+    if gpus is None:
+        gpus = 1
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
+        return reject(f"'gpus' must be a positive integer, got {gpus!r}")
+    if gpus != 1:
+        return reject(f"'gpus': {gpus} asks for a multi-GPU task; this scheduler places 1 GPU per task")
+    retry = dict(DEFAULT_RETRY)
+    raw_retry = kwargs.get("retry") or {}
+    if not isinstance(raw_retry, dict):
+        return reject(f"'retry' must be an object like {DEFAULT_RETRY}, got {raw_retry!r}")
+    for key, value in raw_retry.items():
+        if key not in ("local", "hosts", "backoff"):
+            return reject(f"'retry' has unknown field {key!r}")
+        if key in ("local", "hosts") and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            return reject(f"'retry.{key}' must be a non-negative integer, got {value!r}")
+        retry[key] = value
+    return Submission(task_id, algorithm, args, session, gpus, retry)
+
+
+def _unwrap(headers: dict[str, Any], body: Any) -> tuple[str | None, str | None, Any]:
+    if "task" in headers:  # protocol 2: body is [args, kwargs, embed]
+        kwargs: Any = None
+        if isinstance(body, list | tuple) and len(body) >= 2:
+            kwargs = body[1]
+        return headers.get("task"), valid_id(headers.get("id")), kwargs
+    if isinstance(body, dict) and "task" in body:  # protocol 1
+        return body.get("task"), valid_id(body.get("id")), body.get("kwargs")
+    return None, valid_id(headers.get("id")), None
+
+
+def valid_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and ID_RE.match(value) else None
+
+
+def _parse_session(kwargs: dict[str, Any], message_id: str | None) -> Parsed:
+    name = kwargs.get("name")
+    if not isinstance(name, str) or not SESSION_RE.match(name):
+        return Rejection(message_id, f"session name {name!r} is not valid (letters, digits, ._-)")
+    action = kwargs.get("action", "open")
+    if action not in ("open", "close"):
+        return Rejection(message_id, f"session action {action!r} must be 'open' or 'close'")
+    try:
+        fixed = int(kwargs.get("fixed_workers", 0))
+        ratio = float(kwargs.get("share_ratio", 1.0))
+        max_workers = kwargs.get("max_workers")
+        max_workers = None if max_workers is None else int(max_workers)
+        priority = int(kwargs.get("priority", 0))
+    except (TypeError, ValueError) as exc:
+        return Rejection(message_id, f"session {name!r}: bad number ({exc})")
+    if fixed < 0 or ratio <= 0 or (max_workers is not None and max_workers < fixed):
+        return Rejection(
+            message_id,
+            f"session {name!r}: need fixed_workers >= 0, share_ratio > 0, max_workers >= fixed",
+        )
+    algorithms = tuple(a for a in kwargs.get("algorithms") or () if isinstance(a, str))
+    return SessionRequest(name, action, fixed, ratio, max_workers, priority, algorithms)

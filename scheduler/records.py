@@ -1,0 +1,72 @@
+"""Task and attempt records as they are stored in etcd (`tasks/<id>`, DESIGN 5.3)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PENDING, QUEUED, RUNNING = "PENDING", "QUEUED", "RUNNING"
+SUCCEEDED, FAILED, CANCELLED, REJECTED = "SUCCEEDED", "FAILED", "CANCELLED", "REJECTED"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, REJECTED})
+TASK_STATES = (PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, REJECTED)
+
+DISPATCHED, SUPERSEDED, LOST = "DISPATCHED", "SUPERSEDED", "LOST"
+LIVE_ATTEMPT = frozenset({DISPATCHED, RUNNING})
+
+
+@dataclass
+class Attempt:
+    id: str
+    node: str
+    gpu: int
+    state: str = DISPATCHED
+    dispatched: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attempt:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class Task:
+    id: str
+    session: str
+    algorithm: str
+    args: Any = None
+    state: str = PENDING
+    submitted: float = 0.0
+    seq: int = 0
+    gpus: int = 1
+    retry: dict[str, int] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    current_attempt: str | None = None
+    result_ref: str | None = None
+    error: dict[str, Any] | None = None
+    reason: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def live_attempt(self) -> Attempt | None:
+        for attempt in reversed(self.attempts):
+            if attempt.id == self.current_attempt and attempt.state in LIVE_ATTEMPT:
+                return attempt
+        return None
+
+    def attempt(self, attempt_id: str) -> Attempt | None:
+        return next((a for a in self.attempts if a.id == attempt_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        values["attempts"] = [Attempt.from_dict(a) for a in data.get("attempts", [])]
+        return cls(**values)

@@ -1,0 +1,225 @@
+"""The scheduler process: the imperative shell around the Core state machine.
+
+Threads only produce events onto one inbox (election, node snapshots, broker
+consumer); a single loop applies them in order, then flushes the core's effects:
+one fenced etcd transaction, then GPU-queue publishes, then acks. Nothing is
+published or acknowledged before it is durable in etcd.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from corral.config import Settings
+from corral.etcd import connect, prefix_json
+from corral.keys import RUN_TASK, Keys
+from scheduler.consumer import Consumer
+from scheduler.core import Core
+from scheduler.election import Election
+from scheduler.http import StatusServer
+from scheduler.ingress import Rejection, parse, valid_id
+from scheduler.store import Fenced, Store
+from tasks import registry
+from tasks.app import make_app
+
+log = logging.getLogger("corral.scheduler")
+
+SUMMARY_EVERY = 0.5
+NODE_POLL = 0.25
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, sid: str, http_port: int = 0) -> None:
+        self.settings = settings
+        self.sid = sid
+        self.keys = Keys(settings.cluster)
+        self.etcd = connect(settings)
+        self.store = Store(self.etcd, self.keys)
+        self.election = Election(self.etcd, self.keys, sid, settings.leader_ttl)
+        self.core = Core(self.keys, depth=settings.queue_depth)
+        self.app = make_app(settings)
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.consumer: Consumer | None = None
+        self.token: int | None = None
+        self.stopping = threading.Event()
+        self.http = StatusServer(self, http_port)
+        self._last_summary = 0.0
+        self._summary_json = ""
+        self._local_algorithms = set(registry.names())
+
+    @property
+    def role(self) -> str:
+        return "leader" if self.token is not None else "follower"
+
+    # --------------------------------------------------------------- threads
+
+    def serve(self) -> None:
+        self.http.start()
+        threading.Thread(target=self._elect, daemon=True, name="corral-election").start()
+        threading.Thread(target=self._poll_nodes, daemon=True, name="corral-nodes").start()
+        log.info("scheduler %s up (http %s)", self.sid, self.http.address)
+        try:
+            self._loop()
+        finally:
+            self._step_down("shutting down")
+            self.election.resign()
+            self.http.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _elect(self) -> None:
+        lease = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2)))
+        key = self.keys.scheduler(self.sid)
+        record = json.dumps({"id": self.sid, "address": self.http.address, "since": time.time()})
+        last_reg = 0.0
+        while not self.stopping.is_set():
+            try:
+                now = time.monotonic()
+                if now - last_reg > 0.5:
+                    if not any(r.TTL > 0 for r in self.etcd.refresh_lease(lease.id)):
+                        lease = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2)))
+                    self.etcd.put(key, record, lease=lease)
+                    last_reg = now
+                if self.token is None:
+                    token = self.election.campaign()
+                    if token is not None:
+                        self.inbox.put(("leader", token))
+                elif not self.election.still_leader():
+                    self.inbox.put(("deposed", self.token))
+            except Exception as exc:
+                log.warning("election round failed: %s", exc)
+                if self.token is not None and not self.election.holds():
+                    self.inbox.put(("deposed", self.token))
+            self.stopping.wait(0.1 if self.token is None else 0.25)
+
+    def _poll_nodes(self) -> None:
+        """Level-triggered node snapshots; every replica keeps one warm."""
+        last = None
+        while not self.stopping.is_set():
+            try:
+                nodes = prefix_json(self.etcd, self.keys.node())
+                if nodes != last:
+                    self.inbox.put(("nodes", nodes))
+                    last = nodes
+            except Exception as exc:
+                log.warning("reading nodes failed: %s", exc)
+            self.stopping.wait(NODE_POLL)
+
+    # ------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                event = self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                event = None
+            budget = 4096
+            while event is not None and budget:
+                self._apply(event)
+                budget -= 1
+                try:
+                    event = self.inbox.get_nowait()
+                except queue.Empty:
+                    event = None
+            if self.token is not None:
+                try:
+                    self._tick()
+                except Fenced as exc:
+                    self._step_down(str(exc))
+                except Exception:
+                    log.exception("tick failed; stepping down to rebuild from etcd")
+                    self._step_down("tick failed")
+
+    def _apply(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        now = time.time()
+        if kind == "nodes":
+            self.core.nodes_changed(event[1], now)
+        elif kind == "leader":
+            self._take_over(event[1])
+        elif kind == "deposed":
+            if event[1] == self.token:
+                self._step_down("lease lost")
+        elif self.token is None:
+            return  # a follower ignores broker messages; they return to their queue
+        elif kind == "ingress":
+            _, headers, body, error, message = event
+            self.core.submit(self._parse(headers, body, error), now, message)
+        elif kind == "status":
+            _, _headers, body, error, message = event
+            if error or not isinstance(body, dict):
+                log.warning("undecodable status event dropped: %s", error)
+                self.core.fx.acks.append(message)
+            else:
+                self.core.status(body, now, message)
+
+    def _parse(self, headers: dict[str, Any], body: Any, error: str | None) -> Any:
+        if error:
+            return Rejection(valid_id(headers.get("id")), error)
+        return parse(
+            headers,
+            body,
+            known_algorithms=self._local_algorithms | self.core.algorithms,
+            inline_limit=self.settings.inline_limit,
+        )
+
+    def _tick(self) -> None:
+        now = time.time()
+        self.core.route(now)
+        fx = self.core.take_effects()
+        if now - self._last_summary >= SUMMARY_EVERY:
+            self._last_summary = now
+            summary = json.dumps(self.core.summary(), sort_keys=True)
+            if summary != self._summary_json:
+                self._summary_json = summary
+                fx.writes[self.keys.summary] = json.loads(summary)
+        if not fx:
+            return
+        assert self.token is not None
+        if fx.writes:
+            self.store.write(self.token, fx.writes)
+        if not self.election.holds():
+            raise Fenced("lease could not be confirmed before publishing")
+        for pub in fx.publishes:
+            self.app.send_task(
+                RUN_TASK, kwargs=pub.message, queue=pub.queue, task_id=pub.message["attempt_id"]
+            )
+        assert self.consumer is not None
+        for message in fx.acks:
+            self.consumer.ack(message)
+
+    # ------------------------------------------------------- leadership
+
+    def _take_over(self, token: int) -> None:
+        started = time.monotonic()
+        self.token = token
+        self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), time.time())
+        records = list(prefix_json(self.etcd, self.keys.task()).values())
+        sessions = prefix_json(self.etcd, self.keys.session())
+        self.core.load(records, sessions)
+        self._summary_json = ""
+        self.consumer = Consumer(self.settings.broker, self.inbox)
+        self.consumer.start()
+        log.info(
+            "%s leading (token %s): %d tasks, %d pending, rebuilt in %.0f ms",
+            self.sid, token, len(self.core.tasks), sum(len(q) for q in self.core.pending.values()),
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _step_down(self, why: str) -> None:
+        if self.token is None:
+            return
+        log.warning("%s stops leading: %s", self.sid, why)
+        self.token = None
+        self.core.take_effects()  # never publish or ack what was not made durable
+        if self.consumer is not None:
+            self.consumer.stop()
+            self.consumer.join(timeout=5)
+            self.consumer = None
+        self.election.resign()

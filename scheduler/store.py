@@ -1,0 +1,70 @@
+"""The leader's view of etcd: fenced, batched writes and whole-prefix reads.
+
+Every write is a transaction that compares the `leader` key's create_revision with
+the token this replica won the election with; a deposed leader's write fails as a
+whole and raises Fenced, upon which the service stops acting.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from etcd3.client import MultiEndpointEtcd3Client
+
+from corral.etcd import prefix_json
+from corral.keys import Keys
+
+MAX_OPS = 100  # etcd's default --max-txn-ops is 128
+MAX_BYTES = 1 << 20  # etcd's default request limit is 1.5 MiB
+
+
+class Fenced(RuntimeError):
+    """A write was refused because this replica no longer holds the leadership."""
+
+
+def encode(value: Any) -> bytes:
+    if is_dataclass(value) and not isinstance(value, type):
+        value = value.to_dict() if hasattr(value, "to_dict") else asdict(value)
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Store:
+    def __init__(self, client: MultiEndpointEtcd3Client, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def write(self, token: int, writes: dict[str, Any]) -> int:
+        """Commit `writes` (key -> value, None deletes) fenced by `token`; returns ops written."""
+        ops: list[Any] = []
+        size = 0
+        done = 0
+        for key, value in writes.items():
+            if value is None:
+                op, n = self.client.transactions.delete(key), len(key)
+            else:
+                data = encode(value)
+                op, n = self.client.transactions.put(key, data), len(key) + len(data)
+            if ops and (len(ops) >= MAX_OPS or size + n > MAX_BYTES):
+                self._commit(token, ops)
+                done += len(ops)
+                ops, size = [], 0
+            ops.append(op)
+            size += n
+        if ops:
+            self._commit(token, ops)
+            done += len(ops)
+        return done
+
+    def _commit(self, token: int, ops: list[Any]) -> None:
+        ok, _ = self.client.transaction(
+            compare=[self.client.transactions.create(self.keys.leader) == token],
+            success=ops,
+            failure=[],
+        )
+        if not ok:
+            raise Fenced(f"leader token {token} is no longer current")
+
+    def read_prefix(self, prefix: str) -> dict[str, Any]:
+        return prefix_json(self.client, prefix)

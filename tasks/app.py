@@ -1,0 +1,35 @@
+"""The Celery app shared by workers, the scheduler's publisher and Flower.
+
+Settings follow DESIGN 6: JSON only, late acks, reject on a lost worker, prefetch 1.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from corral.config import Settings
+from corral.keys import RUN_TASK
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    app = Celery("corral", broker=settings.broker, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=settings.worker_events,
+        task_send_sent_event=False,
+        broker_connection_retry_on_startup=True,
+        # Longer than any task: the scheduler, not kombu's restore, owns timeliness.
+        broker_transport_options={"visibility_timeout": 12 * 3600},
+        worker_hijack_root_logger=False,
+        task_routes={RUN_TASK: {"queue": "corral.unrouted"}},
+    )
+    app.corral_settings = settings  # type: ignore[attr-defined]
+    return app

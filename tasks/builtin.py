@@ -1,0 +1,58 @@
+"""Diagnostic algorithms (DESIGN 5.5, contract)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from tasks.context import Context
+from tasks.registry import algorithm
+
+
+@algorithm("corral.echo")
+def echo(args: Any, ctx: Context) -> Any:
+    return args
+
+
+@algorithm("corral.sleep")
+def sleep(args: dict[str, Any], ctx: Context) -> dict[str, float]:
+    seconds = float((args or {}).get("seconds", 1.0))
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+class AlgorithmFailed(RuntimeError):
+    """Raised on purpose by corral.fail."""
+
+
+@algorithm("corral.fail")
+def fail(args: dict[str, Any], ctx: Context) -> None:
+    raise AlgorithmFailed(str((args or {}).get("message", "corral.fail was asked to fail")))
+
+
+@algorithm("corral.probe")
+def probe(args: Any, ctx: Context) -> dict[str, Any]:
+    return {
+        "node": ctx.node,
+        "gpu": ctx.gpu,
+        "cuda_visible_devices": ctx.cuda_visible_devices,
+        "pid": os.getpid(),
+        "simulated": os.environ.get("CORRAL_GPU_SIMULATED", "0") == "1",
+        "gpu_uuid": os.environ.get("CORRAL_GPU_UUID", ""),
+        "gpu_model": os.environ.get("CORRAL_GPU_MODEL", ""),
+    }
+
+
+@algorithm("corral.count", checkpointable=True)
+def count(args: dict[str, Any], ctx: Context) -> dict[str, int]:
+    args = args or {}
+    to = int(args.get("to", 10))
+    step = float(args.get("step_seconds", 0.0))
+    start = int((ctx.checkpoint or {}).get("count", 0))
+    n = start
+    while n < to:
+        if step:
+            time.sleep(step)
+        n += 1
+    return {"count": n, "resumed_from": start}

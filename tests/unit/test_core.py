@@ -1,0 +1,155 @@
+"""The scheduler state machine, driven directly: no etcd, no broker."""
+
+from __future__ import annotations
+
+from corral.keys import Keys
+from scheduler.core import Core
+from scheduler.ingress import Rejection, Submission
+
+KEYS = Keys("t")
+NODES = {"node-1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["corral.echo"]}}
+
+
+def core_with_nodes(nodes=NODES) -> Core:
+    core = Core(KEYS, depth=2)
+    core.nodes_changed(nodes, 0.0)
+    return core
+
+
+def submit(core: Core, task_id: str, session: str = "s") -> None:
+    core.submit(Submission(task_id, "corral.echo", {"id": task_id}, session), 1.0, ack=task_id)
+
+
+def status(core: Core, task_id: str, kind: str, **extra: object) -> None:
+    attempt = core.tasks[task_id].current_attempt
+    core.status({"kind": kind, "task_id": task_id, "attempt_id": attempt, "time": 2.0, **extra},
+                2.0, ack=None)
+
+
+def test_a_submission_is_written_and_acked_in_the_same_batch() -> None:
+    core = core_with_nodes()
+    submit(core, "t1")
+    fx = core.take_effects()
+    assert KEYS.task("t1") in fx.writes
+    assert fx.acks == ["t1"]
+    assert core.tasks["t1"].state == "PENDING"
+
+
+def test_routing_dispatches_an_attempt_and_publishes_to_the_gpu_queue() -> None:
+    core = core_with_nodes()
+    submit(core, "t1")
+    core.route(1.5)
+    fx = core.take_effects()
+    (pub,) = fx.publishes
+    task = core.tasks["t1"]
+    assert task.state == "QUEUED"
+    assert pub.queue == f"corral.gpu.node-1.{task.attempts[0].gpu}"
+    assert pub.message["attempt_id"] == task.current_attempt
+
+
+def test_a_gpu_never_has_more_than_two_outstanding() -> None:
+    core = core_with_nodes()
+    for i in range(10):
+        submit(core, f"t{i}")
+    core.route(1.5)
+    assert len(core.take_effects().publishes) == 4
+    assert sum(len(q) for q in core.pending.values()) == 6
+
+
+def test_success_records_the_result_and_frees_the_slot() -> None:
+    core = core_with_nodes()
+    for i in range(5):
+        submit(core, f"t{i}")
+    core.route(1.5)
+    status(core, "t0", "started")
+    status(core, "t0", "succeeded", result_ref="r0")
+    task = core.tasks["t0"]
+    assert task.state == "SUCCEEDED" and task.result_ref == "r0"
+    assert task.attempts[0].state == "SUCCEEDED"
+    core.route(3.0)
+    assert core.tasks["t4"].state == "QUEUED"
+
+
+def test_a_failure_is_recorded_with_its_error() -> None:
+    core = core_with_nodes()
+    submit(core, "t1")
+    core.route(1.5)
+    status(core, "t1", "failed", error={"type": "ValueError", "message": "bad"})
+    assert core.tasks["t1"].state == "FAILED"
+    assert core.tasks["t1"].attempts[0].error["type"] == "ValueError"
+
+
+def test_a_duplicate_task_id_creates_one_task() -> None:
+    core = core_with_nodes()
+    submit(core, "t1")
+    submit(core, "t1")
+    assert len(core.tasks) == 1
+    assert core.take_effects().acks == ["t1", "t1"]
+
+
+def test_a_rejection_is_recorded_with_its_reason() -> None:
+    core = core_with_nodes()
+    core.submit(Rejection("bad", "unknown algorithm 'x'"), 1.0, ack="m")
+    assert core.tasks["bad"].state == "REJECTED"
+    assert core.tasks["bad"].reason == "unknown algorithm 'x'"
+
+
+def test_status_of_a_superseded_attempt_is_ignored() -> None:
+    core = core_with_nodes()
+    submit(core, "t1")
+    core.route(1.5)
+    old = core.tasks["t1"].current_attempt
+    core.nodes_changed({}, 2.0)  # node lost: attempt superseded, task pending again
+    core.status({"kind": "succeeded", "task_id": "t1", "attempt_id": old, "result_ref": "x"},
+                3.0, ack=None)
+    task = core.tasks["t1"]
+    assert task.state == "PENDING"
+    assert task.attempts[0].state == "SUPERSEDED"
+    assert task.result_ref is None
+
+
+def test_tasks_of_a_lost_node_return_to_their_queue_in_submit_order() -> None:
+    core = core_with_nodes()
+    for i in range(6):
+        submit(core, f"t{i}")
+    core.route(1.5)
+    core.nodes_changed({}, 2.0)
+    assert list(core.pending["s"]) == [f"t{i}" for i in range(6)]
+
+
+def test_load_rebuilds_pending_queues_and_outstanding_slots_from_records() -> None:
+    core = core_with_nodes()
+    for i in range(6):
+        submit(core, f"t{i}")
+    core.route(1.5)
+    status(core, "t0", "started")
+    records = [t.to_dict() for t in core.tasks.values()]
+
+    fresh = core_with_nodes()
+    fresh.load(records, {})
+    assert list(fresh.pending["s"]) == ["t4", "t5"]
+    assert sum(len(g.outstanding) for g in fresh.gpus.values()) == 4
+    assert fresh.tasks["t0"].state == "RUNNING"
+    assert fresh.seq == 6
+
+
+def test_load_supersedes_attempts_on_gpus_that_are_gone() -> None:
+    core = core_with_nodes()
+    submit(core, "t1")
+    core.route(1.5)
+    records = [t.to_dict() for t in core.tasks.values()]
+    fresh = Core(KEYS)
+    fresh.load(records, {})
+    assert fresh.tasks["t1"].state == "PENDING"
+    assert fresh.tasks["t1"].attempts[0].state == "SUPERSEDED"
+
+
+def test_counts_follow_every_transition() -> None:
+    core = core_with_nodes()
+    for i in range(3):
+        submit(core, f"t{i}")
+    core.route(1.5)
+    status(core, "t0", "started")
+    status(core, "t0", "succeeded", result_ref="r")
+    summary = core.summary()["tasks"]
+    assert summary["succeeded"] == 1 and summary["queued"] == 2 and summary["pending"] == 0

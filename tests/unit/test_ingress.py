@@ -1,0 +1,79 @@
+"""Ingress validation (DESIGN 5.4) as a pure function."""
+
+from __future__ import annotations
+
+from scheduler.ingress import Rejection, SessionRequest, Submission, parse
+
+KNOWN = frozenset({"corral.echo", "corral.sleep"})
+
+
+def celery_v2(kwargs: object, name: str = "corral.submit", mid: str = "m-1") -> tuple[dict, list]:
+    return {"task": name, "id": mid}, [[], kwargs, {}]
+
+
+def run(kwargs: object, **kw: object):
+    headers, body = celery_v2(kwargs, **kw)
+    return parse(headers, body, known_algorithms=KNOWN, inline_limit=1000)
+
+
+def test_a_valid_message_becomes_a_submission_with_default_retry() -> None:
+    got = run({"algorithm": "corral.echo", "args": {"x": 1}, "session": "s1"})
+    assert got == Submission("m-1", "corral.echo", {"x": 1}, "s1", 1, {"local": 2, "hosts": 3})
+
+
+def test_the_task_id_kwarg_is_the_idempotency_key() -> None:
+    assert run({"algorithm": "corral.echo", "task_id": "mine"}).task_id == "mine"
+
+
+def test_protocol_one_messages_are_understood() -> None:
+    body = {"task": "corral.submit", "id": "p1", "kwargs": {"algorithm": "corral.echo"}}
+    got = parse({}, body, known_algorithms=KNOWN, inline_limit=1000)
+    assert isinstance(got, Submission) and got.task_id == "p1"
+
+
+def test_missing_algorithm_is_rejected() -> None:
+    got = run({"args": 1})
+    assert isinstance(got, Rejection) and "missing 'algorithm'" in got.reason
+
+
+def test_unknown_algorithm_is_rejected_naming_the_known_ones() -> None:
+    got = run({"algorithm": "x.y"})
+    assert isinstance(got, Rejection)
+    assert "unknown algorithm 'x.y'" in got.reason and "corral.echo" in got.reason
+
+
+def test_oversized_args_are_rejected() -> None:
+    got = run({"algorithm": "corral.echo", "args": "x" * 2000})
+    assert isinstance(got, Rejection) and "inline limit" in got.reason
+
+
+def test_bad_retry_is_rejected() -> None:
+    got = run({"algorithm": "corral.echo", "retry": {"local": -1}})
+    assert isinstance(got, Rejection) and "retry.local" in got.reason
+
+
+def test_multi_gpu_tasks_are_rejected_for_now() -> None:
+    assert isinstance(run({"algorithm": "corral.echo", "gpus": 2}), Rejection)
+
+
+def test_a_non_dict_kwargs_is_rejected() -> None:
+    assert isinstance(run(["not", "kwargs"]), Rejection)
+
+
+def test_an_unsafe_task_id_is_rejected() -> None:
+    got = run({"algorithm": "corral.echo", "task_id": "../../leader"})
+    assert isinstance(got, Rejection) and "task_id" in got.reason
+
+
+def test_other_task_names_are_rejected() -> None:
+    got = run({"algorithm": "corral.echo"}, name="something.else")
+    assert isinstance(got, Rejection) and "not accepted" in got.reason
+
+
+def test_session_messages_open_sessions() -> None:
+    got = run({"name": "video", "fixed_workers": 2, "share_ratio": 3}, name="corral.session")
+    assert got == SessionRequest("video", "open", 2, 3.0, None, 0, ())
+
+
+def test_session_with_non_positive_ratio_is_rejected() -> None:
+    assert isinstance(run({"name": "v", "share_ratio": 0}, name="corral.session"), Rejection)

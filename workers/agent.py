@@ -1,0 +1,170 @@
+"""The node agent: registers the node under an etcd lease and keeps one warm Celery
+worker per GPU running.
+
+The agent leads its own process group, which holds its GPU workers: killing that
+group is losing the node. Workers die with the agent (PR_SET_PDEATHSIG), so an
+agent killed alone never leaves orphans that keep taking work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.config import Settings
+from corral.etcd import connect
+from corral.keys import Keys, gpu_queue
+from tasks import registry
+from workers.gpus import GpuInfo
+
+log = logging.getLogger("corral.node")
+
+RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class WorkerProcess:
+    gpu: GpuInfo
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+
+class Agent:
+    def __init__(self, settings: Settings, name: str, gpus: list[GpuInfo], log_dir: Path) -> None:
+        self.settings = settings
+        self.name = name
+        self.gpus = gpus
+        self.log_dir = log_dir
+        self.keys = Keys(settings.cluster)
+        self.etcd = connect(settings)
+        self.ttl = max(1, round(settings.node_ttl))
+        self.lease = None
+        self.workers = {g.index: WorkerProcess(g) for g in gpus}
+        self.running = True
+
+    def registration(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "gpus": [g.to_dict() for g in self.gpus],
+            "algorithms": registry.names(),
+            "labels": {},
+            "since": time.time(),
+        }
+
+    def serve(self) -> None:
+        with contextlib.suppress(OSError):  # already a session or group leader
+            os.setpgid(0, 0)
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+        signal.signal(signal.SIGINT, lambda *_: self._stop())
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for worker in self.workers.values():
+            self._start(worker)
+        self._register()
+        log.info("node %s up with %d GPU(s): %s", self.name, len(self.gpus),
+                 ", ".join(f"{g.index}:{g.model}" for g in self.gpus))
+        try:
+            while self.running:
+                self._renew()
+                self._supervise()
+                time.sleep(self.ttl / 4)
+        finally:
+            self._shutdown()
+
+    def _stop(self) -> None:
+        self.running = False
+
+    def _register(self) -> None:
+        self.lease = self.etcd.lease(self.ttl)
+        self.etcd.put(self.keys.node(self.name), json.dumps(self.registration()), lease=self.lease)
+
+    def _renew(self) -> None:
+        try:
+            alive = self.lease is not None and any(
+                r.TTL > 0 for r in self.etcd.refresh_lease(self.lease.id)
+            )
+            if not alive:
+                log.warning("node lease expired; registering again")
+                self._register()
+        except Exception as exc:
+            log.warning("cannot renew node lease: %s", exc)
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers.values():
+            if worker.proc is not None and worker.proc.poll() is None:
+                continue
+            if worker.proc is not None:
+                log.warning("worker for GPU %d exited with %s; restarting", worker.gpu.index,
+                            worker.proc.returncode)
+                worker.next_start = now + RESTART_BACKOFF[min(worker.restarts,
+                                                              len(RESTART_BACKOFF) - 1)]
+                worker.restarts += 1
+                worker.proc = None
+            if now >= worker.next_start:
+                self._start(worker)
+
+    def _start(self, worker: WorkerProcess) -> None:
+        gpu = worker.gpu
+        env = dict(os.environ)
+        env.update(self.settings.to_env())
+        env.update(
+            CUDA_DEVICE_ORDER="PCI_BUS_ID",
+            CUDA_VISIBLE_DEVICES=str(gpu.index),
+            CORRAL_NODE=self.name,
+            CORRAL_GPU_INDEX=str(gpu.index),
+            CORRAL_GPU_UUID=gpu.uuid,
+            CORRAL_GPU_MODEL=gpu.model,
+            CORRAL_GPU_SIMULATED="1" if gpu.simulated else "0",
+            CORRAL_FAULTY="1" if gpu.faulty else "0",
+        )
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
+            "-Q", gpu_queue(self.name, gpu.index), "-c", "1", "-P", "prefork",
+            "--hostname", f"gpu{gpu.index}@{self.name}",
+            "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO",
+        ]
+        logfile = open(self.log_dir / f"{self.name}-gpu{gpu.index}.log", "ab")  # noqa: SIM115
+        worker.proc = subprocess.Popen(
+            cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        logfile.close()
+
+    def _shutdown(self) -> None:
+        for worker in self.workers.values():
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGQUIT)  # cold shutdown: unacked work returns
+        deadline = time.monotonic() + 5
+        for worker in self.workers.values():
+            if worker.proc is None:
+                continue
+            try:
+                worker.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+        if self.lease is not None:
+            try:
+                self.lease.revoke()
+            except Exception:
+                log.debug("lease revoke failed", exc_info=True)
+        log.info("node %s stopped", self.name)

@@ -131,16 +131,27 @@ def scheduler(
     svc.serve()
 
 
-@app.command()
+node_app = typer.Typer(help="Run the node agent, or drain and undrain a node.")
+app.add_typer(node_app, name="node")
+gpu_app = typer.Typer(no_args_is_help=True, help="Quarantine or release one GPU.")
+app.add_typer(gpu_app, name="gpu")
+
+
+@node_app.callback(invoke_without_command=True)
 def node(
+    ctx: typer.Context,
     name: str = typer.Option("", "--name", help="node name (default: hostname)"),
     fake_gpus: int | None = typer.Option(None, "--fake-gpus", min=0,
                                          help="simulate N GPUs instead of NVML discovery"),
     faulty_gpus: str = typer.Option("", "--faulty-gpus", help="simulated GPU indexes I,J that fail"),
+    fault_file: Path | None = typer.Option(None, "--fault-file",
+                                           help="JSON {index: reason}: simulated NVML health signals"),
     log_dir: Path = typer.Option(Path("logs"), "--log-dir"),
     etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
 ) -> None:
     """Run the node agent: register GPUs and keep one Celery worker per GPU."""
+    if ctx.invoked_subcommand is not None:
+        return
     import socket
 
     from workers.agent import Agent
@@ -152,7 +163,60 @@ def node(
         faulty = {int(i) for i in faulty_gpus.split(",") if i.strip()}
     except ValueError:
         _fail(f"--faulty-gpus takes GPU indexes like 0,2; got {faulty_gpus!r}")
-    Agent(_settings(etcd, broker, cluster), name, discover(fake_gpus, faulty), log_dir).serve()
+    Agent(_settings(etcd, broker, cluster), name, discover(fake_gpus, faulty), log_dir,
+          fault_file).serve()
+
+
+def _admin(action: str, node_name: str, gpu: int | None, etcd: str | None, broker: str | None,
+           cluster: str | None) -> None:
+    result = _client(etcd, broker, cluster).admin(action, node_name, gpu)
+    if result is None:
+        _fail(f"{action} {node_name}{'' if gpu is None else f':{gpu}'} was not applied within 10 s "
+              "(is a leader running? see `corral status`)")
+    typer.echo(json.dumps(result))
+
+
+def _gpu_target(target: str) -> tuple[str, int]:
+    node_name, _, index = target.rpartition(":")
+    if not node_name or not index.isdigit():
+        _fail(f"expected NODE:INDEX, got {target!r}")
+    return node_name, int(index)
+
+
+@gpu_app.command("quarantine")
+def gpu_quarantine(
+    target: str,
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Take NODE:INDEX out of service now; its attempts move elsewhere."""
+    _admin("gpu.quarantine", *_gpu_target(target), etcd, broker, cluster)
+
+
+@gpu_app.command("release")
+def gpu_release(
+    target: str,
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Return a quarantined NODE:INDEX to service."""
+    _admin("gpu.release", *_gpu_target(target), etcd, broker, cluster)
+
+
+@node_app.command("drain")
+def node_drain(
+    name: str,
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """No new work on NAME; running tasks finish, queued ones move."""
+    _admin("node.drain", name, None, etcd, broker, cluster)
+
+
+@node_app.command("undrain")
+def node_undrain(
+    name: str,
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Return NAME to service (also ends a flapping quarantine)."""
+    _admin("node.undrain", name, None, etcd, broker, cluster)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from corral.blobs import BlobStore
 from corral.config import Settings
 from corral.etcd import connect as etcd_connect
 from corral.etcd import get_json, prefix_json
-from corral.keys import INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
+from corral.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 
@@ -93,6 +93,22 @@ class Client:
         finally:
             if close:
                 self._session_message(name, "close")
+
+    def admin(self, action: str, node: str, gpu: int | None = None, reason: str = "",
+              wait: float = 10.0) -> dict[str, Any] | None:
+        """gpu.quarantine | gpu.release | node.drain | node.undrain; returns the new health record."""
+        key = self.keys.gpu_health(node, gpu) if action.startswith("gpu.") else self.keys.node_health(node)
+        before = get_json(self.etcd, key)
+        self.celery.send_task(ADMIN_TASK, kwargs={"action": action, "node": node, "gpu": gpu,
+                                                  "reason": reason or f"{action} by operator"},
+                              queue=INGRESS_QUEUE)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            after = get_json(self.etcd, key)
+            if after is not None and after != before:
+                return after
+            time.sleep(0.1)
+        return None
 
     def _session_message(self, name: str, action: str, **fields: Any) -> None:
         self.celery.send_task(SESSION_TASK, kwargs={"name": name, "action": action, **fields},

@@ -23,6 +23,9 @@ ENV = {
     "leader_ttl": "CORRAL_LEADER_TTL",
     "queue_depth": "CORRAL_QUEUE_DEPTH",
     "heartbeat": "CORRAL_HEARTBEAT",
+    "heartbeat_misses": "CORRAL_HEARTBEAT_MISSES",
+    "node_stable": "CORRAL_NODE_STABLE",
+    "quarantine_after": "CORRAL_QUARANTINE_AFTER",
     "result_ttl": "CORRAL_RESULT_TTL",
     "worker_events": "CORRAL_WORKER_EVENTS",
 }
@@ -42,7 +45,10 @@ class Settings:
     node_ttl: float = 3.0
     leader_ttl: float = 2.0
     queue_depth: int = 2
-    heartbeat: float = 5.0
+    heartbeat: float = 2.0
+    heartbeat_misses: int = 5
+    node_stable: float = 10.0
+    quarantine_after: int = 3
     result_ttl: int = 7 * 24 * 3600
     worker_events: bool = True
     extra: dict[str, str] = field(default_factory=dict, compare=False)

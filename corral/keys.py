@@ -50,8 +50,21 @@ def gpu_queue(node: str, index: int) -> str:
     return f"corral.gpu.{node}.{index}"
 
 
+# kombu's Redis transport keeps one list per priority step; lower numbers are taken first.
+PRIORITY_STEPS = [0, 3]
+URGENT, NORMAL = 0, 3
+_PRIORITY_SEP = "\x06\x16"
+
+
+def gpu_queue_lists(node: str, index: int) -> list[str]:
+    """The Redis lists behind one GPU queue, one per priority step."""
+    name = gpu_queue(node, index)
+    return [name if step == 0 else f"{name}{_PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
+
+
 INGRESS_QUEUE = "corral.ingress"
 STATUS_QUEUE = "corral.status"
 SUBMIT_TASK = "corral.submit"
 SESSION_TASK = "corral.session"
+ADMIN_TASK = "corral.admin"
 RUN_TASK = "corral.run"

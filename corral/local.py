@@ -243,13 +243,17 @@ class LocalCluster:
     def start_node(self, name: str, gpus: int | None = None) -> Proc:
         gpus = self.n_gpus if gpus is None else gpus
         args = [sys.executable, "-m", "corral.cli", "node", "--name", name,
-                "--log-dir", str(self.dir / "logs")]
+                "--log-dir", str(self.dir / "logs"), "--fault-file", str(self.fault_file(name))]
         if gpus is not None:
             args += ["--fake-gpus", str(gpus)]
         faulty = [f.split(":", 1)[1] for f in self.faulty if f.split(":", 1)[0] == name]
         if faulty:
             args += ["--faulty-gpus", ",".join(faulty)]
         return self._spawn("node", name, args, self.settings.to_env())
+
+    def fault_file(self, node: str) -> Path:
+        """Where a simulated node reads injected NVML health signals ({index: reason})."""
+        return self.dir / f"{node}.gpu-faults.json"
 
     def _start_flower(self) -> None:
         port = free_port()

@@ -12,6 +12,7 @@ def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:
     leader = get_json(etcd, keys.leader)
     schedulers = prefix_json(etcd, keys.scheduler())
     nodes = prefix_json(etcd, keys.node())
+    health = prefix_json(etcd, keys.node_health())
     summary = get_json(etcd, keys.summary) or {}
     gpu_view = {(g["node"], g["index"]): g for g in summary.get("gpus", [])}
     leader_id = leader.get("id") if leader else None
@@ -25,7 +26,8 @@ def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:
         "nodes": [
             {
                 "name": name,
-                "state": "up",
+                "state": (health.get(name) or {}).get("state", "up") if name in nodes else "lost",
+                "reason": (health.get(name) or {}).get("reason", ""),
                 "host": info.get("host"),
                 "gpus": [
                     {
@@ -38,11 +40,12 @@ def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:
                         "consecutive_failures": gpu_view.get((name, g["index"]), {}).get(
                             "consecutive_failures", 0),
                         "outstanding": gpu_view.get((name, g["index"]), {}).get("outstanding", 0),
+                        "reason": gpu_view.get((name, g["index"]), {}).get("reason", ""),
                     }
                     for g in info.get("gpus", [])
                 ],
             }
-            for name, info in sorted(nodes.items())
+            for name, info in sorted({**{n: {} for n in health}, **nodes}.items())
         ],
         "sessions": summary.get("sessions", []),
         "tasks": summary.get(

@@ -13,9 +13,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.keys import Keys, gpu_queue
-from scheduler import placement
-from scheduler.ingress import Rejection, SessionRequest, Submission
+from corral.keys import NORMAL, URGENT, Keys, gpu_queue
+from scheduler import gpu_health as gh
+from scheduler import node_health as nh
+from scheduler import placement, retry
+from scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission
 from scheduler.records import (
     DISPATCHED,
     FAILED,
@@ -29,6 +31,7 @@ from scheduler.records import (
     Attempt,
     Task,
 )
+from tasks.errors import is_device_error
 
 log = logging.getLogger("corral.scheduler")
 
@@ -36,11 +39,18 @@ GpuKey = tuple[str, int]
 MAX_EVENTS = 200
 
 
+@dataclass(frozen=True)
+class Policy:
+    depth: int = 2
+    quarantine_after: int = 3
+    heartbeat_timeout: float = 10.0
+    nodes: nh.NodePolicy = field(default_factory=nh.NodePolicy)
+
+
 @dataclass
 class Gpu:
     node: str
     index: int
-    usable: bool = True
     outstanding: set[str] = field(default_factory=set)  # task ids with a live attempt here
 
 
@@ -48,6 +58,7 @@ class Gpu:
 class Publish:
     queue: str
     message: dict[str, Any]
+    priority: int = NORMAL
 
 
 @dataclass
@@ -61,62 +72,75 @@ class Effects:
 
 
 class Core:
-    def __init__(self, keys: Keys, depth: int = 2) -> None:
+    def __init__(self, keys: Keys, policy: Policy | None = None) -> None:
         self.keys = keys
-        self.depth = depth
+        self.policy = policy or Policy()
         self.tasks: dict[str, Task] = {}
         self.pending: dict[str, deque[str]] = {}
+        self.constraints: dict[str, placement.Constraint] = {}
+        self.urgent: set[str] = set()
         self.gpus: dict[GpuKey, Gpu] = {}
+        self.gpu_health: dict[GpuKey, gh.GpuHealth] = {}
+        self.node_health: dict[str, nh.NodeHealth] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
         self.algorithms: set[str] = set()
         self.counts: Counter[str] = Counter()
+        self.seen: dict[str, float] = {}  # task id -> last sign of life of its RUNNING attempt
         self.seq = 0
         self.fx = Effects()
+        self._next_liveness_check = 0.0
 
     # ------------------------------------------------------------------ inputs
 
-    def load(self, records: list[dict[str, Any]], sessions: dict[str, dict[str, Any]]) -> None:
-        """Rebuild all state from etcd alone (takeover or cold start)."""
-        self.tasks.clear()
-        self.pending.clear()
-        self.counts.clear()
-        for gpu in self.gpus.values():
-            gpu.outstanding.clear()
+    def load(
+        self,
+        records: list[dict[str, Any]],
+        sessions: dict[str, dict[str, Any]],
+        gpu_health: dict[str, dict[str, Any]] | None = None,
+        node_health: dict[str, dict[str, Any]] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Rebuild all state from etcd alone into a fresh Core; then feed it nodes_changed()."""
+        assert not self.tasks, "load() fills a fresh Core"
         self.sessions = dict(sessions)
-        tasks = sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq)
-        for task in tasks:
+        for key, data in (gpu_health or {}).items():
+            node, _, index = key.rpartition("/")
+            self.gpu_health[(node, int(index))] = gh.GpuHealth.from_dict(data)
+        for name, data in (node_health or {}).items():
+            self.node_health[name] = nh.NodeHealth.from_dict(data)
+        for task in sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq):
             self.tasks[task.id] = task
             self.counts[task.state] += 1
             self.seq = max(self.seq, task.seq)
             if task.state == PENDING:
                 self.pending.setdefault(task.session, deque()).append(task.id)
+                if task.attempts:
+                    self.urgent.add(task.id)
+                    self._constrain(task)
             elif (attempt := task.live_attempt) is not None:
-                gpu = self.gpus.get((attempt.node, attempt.gpu))
-                if gpu is not None and gpu.usable:
-                    gpu.outstanding.add(task.id)
-                else:
-                    self._supersede(task, attempt, 0.0, "its GPU is gone after a leader change")
+                # Kept for now; nodes_changed() supersedes it if its GPU is not registered.
+                gpu = self.gpus.setdefault((attempt.node, attempt.gpu), Gpu(attempt.node, attempt.gpu))
+                gpu.outstanding.add(task.id)
+                self.node_health.setdefault(attempt.node, nh.NodeHealth(since=now))
+                if attempt.state == RUNNING:
+                    self.seen[task.id] = now
 
-    def submit(self, parsed: Submission | SessionRequest | Rejection, now: float, ack: Any) -> None:
+    def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
+               ack: Any) -> None:
         if isinstance(parsed, SessionRequest):
             self._session(parsed, now)
+        elif isinstance(parsed, AdminRequest):
+            self.admin(parsed, now)
         elif isinstance(parsed, Rejection):
             self._reject(parsed, now)
         elif parsed.task_id in self.tasks:
             log.info("task %s already exists; duplicate submission ignored", parsed.task_id)
         else:
             self.seq += 1
-            task = Task(
-                id=parsed.task_id,
-                session=parsed.session,
-                algorithm=parsed.algorithm,
-                args=parsed.args,
-                submitted=now,
-                seq=self.seq,
-                gpus=parsed.gpus,
-                retry=dict(parsed.retry),
-            )
+            task = Task(id=parsed.task_id, session=parsed.session, algorithm=parsed.algorithm,
+                        args=parsed.args, submitted=now, seq=self.seq, gpus=parsed.gpus,
+                        retry=dict(parsed.retry))
             self.tasks[task.id] = task
             self.counts[PENDING] += 1
             self._event(task, now, "submitted")
@@ -132,59 +156,114 @@ class Core:
         task = self.tasks.get(str(event.get("task_id")))
         attempt = task.attempt(str(event.get("attempt_id"))) if task else None
         if task is None or attempt is None:
-            log.warning("status for unknown task/attempt ignored: %s", _brief(event))
+            log.info("status for an unknown task or attempt ignored: %s", _brief(event))
             return
         if task.current_attempt != attempt.id or attempt.state not in (DISPATCHED, RUNNING):
-            log.info("late status %s of %s attempt %s ignored", event.get("kind"), task.id, attempt.id)
+            log.info("late %s of %s attempt %s ignored", event.get("kind"), task.id, attempt.id)
             return
         kind = event.get("kind")
         at = float(event.get("time") or now)
-        if kind == "started":
-            attempt.state, attempt.started = RUNNING, at
-            self._set_state(task, RUNNING)
-            self._event(task, at, "started", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
+        if kind in ("heartbeat", "progress", "checkpoint"):
+            self.seen[task.id] = now
+        elif kind == "started":
+            self.seen[task.id] = now
+            if attempt.state == DISPATCHED:
+                attempt.state, attempt.started = RUNNING, at
+                self._set_state(task, RUNNING)
+                self._event(task, at, "started", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
         elif kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             attempt.started = attempt.started or at
             task.result_ref = event.get("result_ref")
-            self._finish(task, attempt, SUCCEEDED, at)
+            self._release(task, attempt)
+            self._set_state(task, SUCCEEDED)
+            self._event(task, at, "succeeded", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
+            self._gpu_succeeded(task, attempt, now)
         elif kind == "failed":
-            attempt.state, attempt.ended = FAILED, at
-            attempt.error = event.get("error") or {"type": "Unknown", "message": "no error given"}
-            task.error = attempt.error
-            self._finish(task, attempt, FAILED, at)
+            error = event.get("error") or {"type": "Unknown", "message": "no error given"}
+            self._failed(task, attempt, error, at, now, event.get("retry_as"))
 
     def nodes_changed(self, nodes: dict[str, dict[str, Any]], now: float) -> None:
-        """Level-triggered: make the GPU table match the registered nodes."""
+        """Level-triggered: make the GPU table and node health match the registrations."""
         self.nodes = nodes
         self.algorithms = {a for n in nodes.values() for a in n.get("algorithms", [])}
-        present: set[GpuKey] = set()
         for name, info in nodes.items():
-            for g in info.get("gpus", []):
-                key = (name, int(g["index"]))
-                present.add(key)
-                if key not in self.gpus:
-                    self.gpus[key] = Gpu(name, key[1])
-                    log.info("GPU %s:%d joined", *key)
-        for key in [k for k in self.gpus if k not in present]:
-            gpu = self.gpus.pop(key)
-            log.warning("GPU %s:%d left (node lease gone); re-routing %d task(s)", *key,
-                        len(gpu.outstanding))
-            for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
-                task = self.tasks[task_id]
-                attempt = task.live_attempt
-                if attempt is not None:
-                    self._supersede(task, attempt, now, f"node {key[0]} was lost")
+            before = self.node_health.get(name)
+            if before is None or not before.registered:
+                after = nh.on_registered(before or nh.NodeHealth(), now, first_time=before is None)
+                self._set_node(name, after)
+                log.info("node %s registered: %s", name, after.state)
+            indexes = {int(g["index"]) for g in info.get("gpus", [])}
+            for index in indexes:
+                key = (name, index)
+                self.gpus.setdefault(key, Gpu(name, index))
+                self.gpu_health.setdefault(key, gh.GpuHealth(since=now))
+            for key in [k for k in self.gpus if k[0] == name and k[1] not in indexes]:
+                self._drop_gpu(key, now, f"GPU {key[0]}:{key[1]} is no longer registered")
+            for index, reason in (info.get("gpu_faults") or {}).items():
+                self._gpu_signal((name, int(index)), str(reason), now)
+        for name, health in list(self.node_health.items()):
+            if name not in nodes and health.registered:
+                after = nh.on_lost(health, now, self.policy.nodes)
+                self._set_node(name, after)
+                log.warning("node %s lost (%s)", name, after.reason)
+                for key in [k for k in self.gpus if k[0] == name]:
+                    self._drop_gpu(key, now, f"node {name} was lost")
+
+    def admin(self, req: AdminRequest, now: float) -> None:
+        if req.action.startswith("gpu."):
+            key = (req.node, int(req.gpu or 0))
+            health = self.gpu_health.get(key, gh.GpuHealth(since=now))
+            if req.action == "gpu.quarantine":
+                self._set_gpu_health(key, gh.quarantine(health, req.reason, now), now)
+            else:
+                self._set_gpu_health(key, gh.release(health, now), now)
+            log.warning("GPU %s:%d %s by operator", *key, self.gpu_health[key].state)
+            return
+        health = self.node_health.get(req.node)
+        if health is None:
+            log.warning("admin %s for unknown node %s ignored", req.action, req.node)
+            return
+        after = nh.drain(health, now) if req.action == "node.drain" else nh.undrain(health, now)
+        self._set_node(req.node, after)
+        log.warning("node %s is %s by operator", req.node, after.state)
+        if req.action == "node.drain":
+            # Work not yet started there moves; running attempts finish.
+            for key in [k for k in self.gpus if k[0] == req.node]:
+                for task_id in sorted(self.gpus[key].outstanding, key=lambda t: self.tasks[t].seq):
+                    attempt = self.tasks[task_id].live_attempt
+                    if attempt is not None and attempt.state == DISPATCHED:
+                        self._supersede(self.tasks[task_id], attempt, now, f"node {req.node} drained")
+
+    def tick(self, now: float) -> None:
+        for name, health in list(self.node_health.items()):
+            after = nh.on_tick(health, now, self.policy.nodes)
+            if after != health:
+                self._set_node(name, after)
+                log.info("node %s is %s again (%s)", name, after.state, after.reason)
+        if now >= self._next_liveness_check:
+            self._next_liveness_check = now + 0.5
+            self._check_liveness(now)
+        self.route(now)
 
     def route(self, now: float) -> None:
-        slots = [placement.Slot(k, len(g.outstanding), g.usable) for k, g in self.gpus.items()]
         pending = {s: q for s, q in self.pending.items() if q}
         if not pending:
             return
-        for task_id, key in placement.assign(pending, slots, self.depth):
-            # assign() takes each session's tasks from the head, in order.
-            self.pending[self.tasks[task_id].session].popleft()
+        slots = [placement.Slot(k, len(g.outstanding), self._usable(k)) for k, g in self.gpus.items()]
+        assigned = placement.assign(pending, slots, self.policy.depth, self.constraints)
+        if not assigned:
+            return
+        taken: dict[str, set[str]] = {}
+        for task_id, key in assigned:
+            taken.setdefault(self.tasks[task_id].session, set()).add(task_id)
             self._dispatch(self.tasks[task_id], self.gpus[key], now)
+        for session, ids in taken.items():
+            queue = self.pending[session]
+            while queue and queue[0] in ids:  # the usual case: a prefix left
+                ids.discard(queue.popleft())
+            if ids:
+                self.pending[session] = deque(t for t in queue if t not in ids)
 
     def take_effects(self) -> Effects:
         fx, self.fx = self.fx, Effects()
@@ -197,72 +276,194 @@ class Core:
         return {
             "tasks": {s.lower(): self.counts.get(s, 0) for s in TASK_STATES},
             "sessions": [
-                {
-                    "name": name,
-                    "fixed_workers": s.get("fixed_workers", 0),
-                    "share_ratio": s.get("share_ratio", 1.0),
-                    "allocated": 0,
-                    "pending": len(self.pending.get(name, ())),
-                    "running": running.get(name, 0),
-                }
+                {"name": name, "fixed_workers": s.get("fixed_workers", 0),
+                 "share_ratio": s.get("share_ratio", 1.0), "allocated": 0,
+                 "pending": len(self.pending.get(name, ())), "running": running.get(name, 0)}
                 for name, s in sorted(self.sessions.items())
             ],
+            "nodes": {name: h.to_dict() for name, h in sorted(self.node_health.items())},
             "gpus": [
-                {
-                    "node": g.node,
-                    "index": g.index,
-                    "state": "healthy" if g.usable else "unusable",
-                    "session": None,
-                    "consecutive_failures": 0,
-                    "outstanding": len(g.outstanding),
-                }
-                for _, g in sorted(self.gpus.items())
+                {"node": k[0], "index": k[1], "state": self._gpu_state(k), "session": None,
+                 "consecutive_failures": self.gpu_health.get(k, gh.GpuHealth()).consecutive_failures,
+                 "reason": self.gpu_health.get(k, gh.GpuHealth()).reason,
+                 "outstanding": len(self.gpus[k].outstanding) if k in self.gpus else 0}
+                for k in sorted(set(self.gpus) | set(self.gpu_health))
             ],
         }
 
     # -------------------------------------------------------------- internals
 
+    def _usable(self, key: GpuKey) -> bool:
+        node = self.node_health.get(key[0])
+        health = self.gpu_health.get(key)
+        return bool(node and node.usable and (health is None or health.usable)) and key[0] in self.nodes
+
+    def _gpu_state(self, key: GpuKey) -> str:
+        node = self.node_health.get(key[0])
+        if node is not None and node.state != nh.UP:
+            return node.state if node.state != nh.DRAINED else "draining"
+        return self.gpu_health.get(key, gh.GpuHealth()).state
+
     def _live_tasks(self) -> list[Task]:
         return [self.tasks[t] for g in self.gpus.values() for t in g.outstanding]
 
-    def _dispatch(self, task: Task, gpu: Gpu, now: float) -> None:
-        attempt = Attempt(
-            id=f"{task.id}.a{len(task.attempts) + 1}", node=gpu.node, gpu=gpu.index, dispatched=now
-        )
+    def _dispatch(self, task: Task, gpu: Gpu, now: float, priority: int | None = None) -> None:
+        number = len(task.attempts) + 1
+        attempt = Attempt(id=f"{task.id}.a{number}", node=gpu.node, gpu=gpu.index, dispatched=now)
         task.attempts.append(attempt)
         task.current_attempt = attempt.id
         gpu.outstanding.add(task.id)
+        self.constraints.pop(task.id, None)
+        urgent = task.id in self.urgent
+        self.urgent.discard(task.id)
         self._set_state(task, QUEUED)
         self._event(task, now, "dispatched", attempt=attempt.id, node=gpu.node, gpu=gpu.index)
-        self.fx.publishes.append(
-            Publish(
-                gpu_queue(gpu.node, gpu.index),
-                {
-                    "task_id": task.id,
-                    "attempt_id": attempt.id,
-                    "algorithm": task.algorithm,
-                    "args": task.args,
-                    "session": task.session,
-                    "node": gpu.node,
-                    "gpu": gpu.index,
-                    "checkpoint": None,
-                },
-            )
-        )
+        self.fx.publishes.append(Publish(
+            gpu_queue(gpu.node, gpu.index),
+            {"task_id": task.id, "attempt_id": attempt.id, "number": number,
+             "algorithm": task.algorithm, "args": task.args, "session": task.session,
+             "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
+             "local_try": self._local_tries(task), "checkpoint": None},
+            priority if priority is not None else (URGENT if urgent else NORMAL),
+        ))
 
-    def _finish(self, task: Task, attempt: Attempt, state: str, at: float) -> None:
+    @staticmethod
+    def _local_tries(task: Task) -> int:
+        runs = retry.stints(task.attempts)
+        last = task.attempts[-1] if task.attempts else None
+        if not runs or last is None or runs[-1][-1].node != last.node:
+            return 0
+        return len(runs[-1])
+
+    def _failed(self, task: Task, attempt: Attempt, error: dict[str, Any], at: float, now: float,
+                retry_as: Any = None) -> None:
+        attempt.state, attempt.ended, attempt.error = FAILED, at, error
+        attempt.started = attempt.started or at
+        task.error = error
+        self.seen.pop(task.id, None)
+        self._event(task, at, "failed", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu,
+                    error=f"{error.get('type')}: {error.get('message')}")
+        key = (attempt.node, attempt.gpu)
+        self._gpu_failed(task, key, is_device_error(error), now)
+        decision = retry.decide(task, attempt)
+        if isinstance(decision, retry.LocalRetry) and self._usable(key):
+            if retry_as == f"{task.id}.a{len(task.attempts) + 1}":
+                # The worker has already re-queued it through Celery's retry: record, don't publish.
+                follow = Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu, dispatched=at)
+                task.attempts.append(follow)
+                task.current_attempt = follow.id
+                self._set_state(task, QUEUED)
+                self._event(task, at, "retrying", attempt=follow.id, node=follow.node, gpu=follow.gpu)
+                return
+            self._release(task, attempt)
+            self._dispatch(task, self.gpus[key], now, priority=URGENT)
+            return
         self._release(task, attempt)
-        self._set_state(task, state)
-        detail = {"attempt": attempt.id, "node": attempt.node, "gpu": attempt.gpu}
-        if attempt.error:
-            detail["error"] = f"{attempt.error.get('type')}: {attempt.error.get('message')}"
-        self._event(task, at, state.lower(), **detail)
+        if isinstance(decision, retry.GiveUp):
+            self._fail(task, decision.reason, at)
+            return
+        avoid = (decision.avoid_gpus if isinstance(decision, retry.Reassign)
+                 else frozenset({key}))
+        if not any(k not in avoid for k in self.gpus):
+            self._fail(task, f"no GPU left to try: failed on {len(avoid)} of {len(self.gpus)}", at)
+            return
+        task.current_attempt = None
+        self._set_state(task, PENDING)
+        self.urgent.add(task.id)
+        self._constrain(task)
+        self._event(task, at, "reassigning", avoid=sorted(f"{n}:{i}" for n, i in avoid))
+        self._requeue_in_order(task)
+
+    def _fail(self, task: Task, reason: str, at: float) -> None:
+        task.reason = reason
+        self._set_state(task, FAILED)
+        self._event(task, at, "gave-up", reason=reason)
+
+    def _constrain(self, task: Task) -> None:
+        failed = [a for a in task.attempts if a.state == FAILED]
+        if failed:
+            self.constraints[task.id] = placement.Constraint(
+                frozenset((a.node, a.gpu) for a in failed), frozenset(a.node for a in failed))
+
+    def _check_liveness(self, now: float) -> None:
+        limit = self.policy.heartbeat_timeout
+        for task_id, last in list(self.seen.items()):
+            if now - last <= limit:
+                continue
+            task = self.tasks[task_id]
+            attempt = task.live_attempt
+            self.seen.pop(task_id, None)
+            if attempt is None or attempt.state != RUNNING:
+                continue
+            log.warning("attempt %s on %s:%d silent for %.1f s: worker lost", attempt.id,
+                        attempt.node, attempt.gpu, now - last)
+            self._failed(task, attempt, {"type": "WorkerLost",
+                                         "message": f"no heartbeat for {now - last:.1f} s"}, now, now)
+
+    def _gpu_succeeded(self, task: Task, attempt: Attempt, now: float) -> None:
+        key = (attempt.node, attempt.gpu)
+        health = self.gpu_health.get(key)
+        if health is not None and health.streak:
+            self._set_gpu_health(key, gh.on_success(health), now)
+        # Its earlier failures elsewhere now count against those GPUs.
+        for other in {(a.node, a.gpu) for a in task.attempts if a.state == FAILED} - {key}:
+            h = self.gpu_health.get(other)
+            if h is not None and any(f.task_id == task.id for f in h.streak):
+                self._set_gpu_health(other, gh.evaluate(h, now, self.policy.quarantine_after,
+                                                        self._verdicts(other)), now)
+
+    def _gpu_failed(self, task: Task, key: GpuKey, device: bool, now: float) -> None:
+        health = self.gpu_health.get(key, gh.GpuHealth(since=now))
+        self._set_gpu_health(key, gh.on_failure(health, task.id, device, now,
+                                                self.policy.quarantine_after, self._verdicts(key)), now)
+
+    def _gpu_signal(self, key: GpuKey, reason: str, now: float) -> None:
+        health = self.gpu_health.get(key, gh.GpuHealth(since=now))
+        self._set_gpu_health(key, gh.on_signal(health, reason, now), now)
+
+    def _verdicts(self, key: GpuKey) -> gh.Verdicts:
+        def elsewhere(task_id: str, state: str) -> bool:
+            task = self.tasks.get(task_id)
+            return task is not None and any(
+                a.state == state and (a.node, a.gpu) != key
+                and not (state == FAILED and is_device_error(a.error))
+                for a in task.attempts)
+        return gh.Verdicts(lambda t: elsewhere(t, SUCCEEDED), lambda t: elsewhere(t, FAILED))
+
+    def _set_gpu_health(self, key: GpuKey, after: gh.GpuHealth, now: float) -> None:
+        before = self.gpu_health.get(key)
+        if after == before:
+            return
+        self.gpu_health[key] = after
+        self.fx.writes[self.keys.gpu_health(key[0], key[1])] = after.to_dict()
+        if after.state == gh.QUARANTINED and (before is None or before.state != gh.QUARANTINED):
+            log.warning("GPU %s:%d quarantined: %s", key[0], key[1], after.reason)
+            gpu = self.gpus.get(key)
+            for task_id in sorted(gpu.outstanding if gpu else (), key=lambda t: self.tasks[t].seq):
+                attempt = self.tasks[task_id].live_attempt
+                if attempt is not None:
+                    self._supersede(self.tasks[task_id], attempt, now, f"GPU {key[0]}:{key[1]} quarantined")
+
+    def _set_node(self, name: str, after: nh.NodeHealth) -> None:
+        if self.node_health.get(name) != after:
+            self.node_health[name] = after
+            self.fx.writes[self.keys.node_health(name)] = after.to_dict()
+
+    def _drop_gpu(self, key: GpuKey, now: float, why: str) -> None:
+        gpu = self.gpus.pop(key)
+        for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
+            attempt = self.tasks[task_id].live_attempt
+            if attempt is not None:
+                self._supersede(self.tasks[task_id], attempt, now, why)
 
     def _supersede(self, task: Task, attempt: Attempt, now: float, why: str) -> None:
         self._release(task, attempt)
         attempt.state, attempt.ended = SUPERSEDED, now
         task.current_attempt = None
+        self.seen.pop(task.id, None)
         self._set_state(task, PENDING)
+        self.urgent.add(task.id)
+        self._constrain(task)
         self._event(task, now, "superseded", attempt=attempt.id, reason=why)
         self._requeue_in_order(task)
 
@@ -277,31 +478,21 @@ class Core:
             gpu.outstanding.discard(task.id)
 
     def _reject(self, rejection: Rejection, now: float) -> None:
-        log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)",
-                    rejection.reason)
+        log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)", rejection.reason)
         if rejection.task_id is None or rejection.task_id in self.tasks:
             return
-        task = Task(
-            id=rejection.task_id,
-            session=rejection.session or "",
-            algorithm=rejection.algorithm or "",
-            state=REJECTED,
-            submitted=now,
-            reason=rejection.reason,
-        )
+        task = Task(id=rejection.task_id, session=rejection.session or "",
+                    algorithm=rejection.algorithm or "", state=REJECTED, submitted=now,
+                    reason=rejection.reason)
         self.tasks[task.id] = task
         self.counts[REJECTED] += 1
         self._event(task, now, "rejected", reason=rejection.reason)
 
     def _session(self, req: SessionRequest, now: float) -> None:
         record = {
-            "name": req.name,
-            "fixed_workers": req.fixed_workers,
-            "share_ratio": req.share_ratio,
-            "max_workers": req.max_workers,
-            "priority": req.priority,
-            "algorithms": list(req.algorithms),
-            "state": "open" if req.action == "open" else "closed",
+            "name": req.name, "fixed_workers": req.fixed_workers, "share_ratio": req.share_ratio,
+            "max_workers": req.max_workers, "priority": req.priority,
+            "algorithms": list(req.algorithms), "state": "open" if req.action == "open" else "closed",
             "opened": self.sessions.get(req.name, {}).get("opened", now),
         }
         self.sessions[req.name] = record

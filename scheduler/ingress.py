@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.keys import SESSION_TASK, SUBMIT_TASK
+from corral.keys import ADMIN_TASK, SESSION_TASK, SUBMIT_TASK
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -40,6 +40,14 @@ class SessionRequest:
 
 
 @dataclass(frozen=True)
+class AdminRequest:
+    action: str  # gpu.quarantine | gpu.release | node.drain | node.undrain
+    node: str
+    gpu: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Rejection:
     task_id: str | None
     reason: str
@@ -47,7 +55,8 @@ class Rejection:
     session: str | None = None
 
 
-Parsed = Submission | SessionRequest | Rejection
+Parsed = Submission | SessionRequest | AdminRequest | Rejection
+ADMIN_ACTIONS = ("gpu.quarantine", "gpu.release", "node.drain", "node.undrain")
 
 
 def parse(
@@ -64,6 +73,8 @@ def parse(
         return Rejection(message_id, "message body is not a Celery task with keyword arguments")
     if name == SESSION_TASK:
         return _parse_session(kwargs, message_id)
+    if name == ADMIN_TASK:
+        return _parse_admin(kwargs, message_id)
     if name != SUBMIT_TASK:
         return Rejection(
             message_id, f"task name {name!r} is not accepted on the ingress queue; use {SUBMIT_TASK!r}"
@@ -159,3 +170,17 @@ def _parse_session(kwargs: dict[str, Any], message_id: str | None) -> Parsed:
         )
     algorithms = tuple(a for a in kwargs.get("algorithms") or () if isinstance(a, str))
     return SessionRequest(name, action, fixed, ratio, max_workers, priority, algorithms)
+
+
+def _parse_admin(kwargs: dict[str, Any], message_id: str | None) -> Parsed:
+    action = kwargs.get("action")
+    if action not in ADMIN_ACTIONS:
+        return Rejection(message_id, f"admin action {action!r} must be one of {', '.join(ADMIN_ACTIONS)}")
+    node = kwargs.get("node")
+    if not isinstance(node, str) or not SESSION_RE.match(node):
+        return Rejection(message_id, f"admin {action}: node {node!r} is not a valid node name")
+    gpu = kwargs.get("gpu")
+    if action.startswith("gpu.") and (not isinstance(gpu, int) or isinstance(gpu, bool) or gpu < 0):
+        return Rejection(message_id, f"admin {action}: gpu must be a GPU index, got {gpu!r}")
+    return AdminRequest(action, node, gpu if action.startswith("gpu.") else None,
+                        str(kwargs.get("reason") or "by operator"))

@@ -19,10 +19,11 @@ from corral.config import Settings
 from corral.etcd import connect, prefix_json
 from corral.keys import RUN_TASK, Keys
 from scheduler.consumer import Consumer
-from scheduler.core import Core
+from scheduler.core import Core, Policy
 from scheduler.election import Election
 from scheduler.http import StatusServer
 from scheduler.ingress import Rejection, parse, valid_id
+from scheduler.node_health import NodePolicy
 from scheduler.store import Fenced, Store
 from tasks import registry
 from tasks.app import make_app
@@ -41,7 +42,13 @@ class Scheduler:
         self.etcd = connect(settings)
         self.store = Store(self.etcd, self.keys)
         self.election = Election(self.etcd, self.keys, sid, settings.leader_ttl)
-        self.core = Core(self.keys, depth=settings.queue_depth)
+        self.policy = Policy(
+            depth=settings.queue_depth,
+            quarantine_after=settings.quarantine_after,
+            heartbeat_timeout=settings.heartbeat * settings.heartbeat_misses,
+            nodes=NodePolicy(stable_after=settings.node_stable),
+        )
+        self.core = Core(self.keys, self.policy)
         self.app = make_app(settings)
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.consumer: Consumer | None = None
@@ -171,7 +178,7 @@ class Scheduler:
 
     def _tick(self) -> None:
         now = time.time()
-        self.core.route(now)
+        self.core.tick(now)
         fx = self.core.take_effects()
         if now - self._last_summary >= SUMMARY_EVERY:
             self._last_summary = now
@@ -187,9 +194,8 @@ class Scheduler:
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
         for pub in fx.publishes:
-            self.app.send_task(
-                RUN_TASK, kwargs=pub.message, queue=pub.queue, task_id=pub.message["attempt_id"]
-            )
+            self.app.send_task(RUN_TASK, kwargs=pub.message, queue=pub.queue,
+                               task_id=pub.message["attempt_id"], priority=pub.priority)
         assert self.consumer is not None
         for message in fx.acks:
             self.consumer.ack(message)
@@ -199,10 +205,16 @@ class Scheduler:
     def _take_over(self, token: int) -> None:
         started = time.monotonic()
         self.token = token
-        self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), time.time())
-        records = list(prefix_json(self.etcd, self.keys.task()).values())
-        sessions = prefix_json(self.etcd, self.keys.session())
-        self.core.load(records, sessions)
+        now = time.time()
+        self.core = Core(self.keys, self.policy)
+        self.core.load(
+            list(prefix_json(self.etcd, self.keys.task()).values()),
+            prefix_json(self.etcd, self.keys.session()),
+            prefix_json(self.etcd, self.keys.gpu_health()),
+            prefix_json(self.etcd, self.keys.node_health()),
+            now,
+        )
+        self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
         self._summary_json = ""
         self.consumer = Consumer(self.settings.broker, self.inbox)
         self.consumer.start()

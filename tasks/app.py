@@ -8,7 +8,7 @@ from __future__ import annotations
 from celery import Celery
 
 from corral.config import Settings
-from corral.keys import RUN_TASK
+from corral.keys import PRIORITY_STEPS, RUN_TASK
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -27,7 +27,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_send_sent_event=False,
         broker_connection_retry_on_startup=True,
         # Longer than any task: the scheduler, not kombu's restore, owns timeliness.
-        broker_transport_options={"visibility_timeout": 12 * 3600},
+        broker_transport_options={"visibility_timeout": 12 * 3600,
+                                  "priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority"},
         worker_hijack_root_logger=False,
         task_routes={RUN_TASK: {"queue": "corral.unrouted"}},
     )

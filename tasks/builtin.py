@@ -27,8 +27,14 @@ class AlgorithmFailed(RuntimeError):
 
 
 @algorithm("corral.fail")
-def fail(args: dict[str, Any], ctx: Context) -> None:
-    raise AlgorithmFailed(str((args or {}).get("message", "corral.fail was asked to fail")))
+def fail(args: dict[str, Any], ctx: Context) -> Any:
+    """Raise `message`. Optional: only on `nodes`, only for the `first` N attempts."""
+    args = args or {}
+    nodes = args.get("nodes")
+    first = args.get("first")
+    if (nodes is None or ctx.node in nodes) and (first is None or ctx.number <= int(first)):
+        raise AlgorithmFailed(str(args.get("message", "corral.fail was asked to fail")))
+    return {"node": ctx.node, "gpu": ctx.gpu, "number": ctx.number}
 
 
 @algorithm("corral.probe")

@@ -15,6 +15,7 @@ class Context:
     node: str
     gpu: int
     session: str
+    number: int = 1  # this task's attempt number, counting every try
     state: Any = None
     checkpoint: Any = None
     _progress: Callable[[dict[str, Any]], None] = field(default=lambda info: None, repr=False)

@@ -1,7 +1,10 @@
 """The one Celery task every GPU worker runs: execute an attempt of a corral task.
 
 Before running, the attempt is checked against the task record in etcd: an attempt
-that the scheduler has since superseded (node loss, failover) does not run.
+that the scheduler has since superseded (node loss, failover, quarantine) does not run.
+A failure with local budget left is retried on the same GPU through Celery's retry, as
+the next attempt id, after an exponential back-off; the `failed` event names that id so
+the scheduler records the retry instead of routing the task elsewhere.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 from typing import Any
 
 from celery import Celery
@@ -22,6 +24,7 @@ from corral.etcd import connect, get_json
 from corral.keys import RUN_TASK, Keys
 from tasks import registry
 from tasks.context import Context
+from tasks.errors import error_info, is_device_error
 from tasks.status import publish, status_event
 
 log = logging.getLogger("corral.worker")
@@ -30,6 +33,7 @@ SIMULATED_CUDA_ERROR = (
     "CUDA error: an illegal memory access was encountered "
     "(simulated faulty GPU {node}:{gpu}, cudaErrorIllegalAddress)"
 )
+MAX_BACKOFF = 30.0
 
 
 class SimulatedGpuFault(RuntimeError):
@@ -51,16 +55,23 @@ class _Process:
             cls.pid = os.getpid()
 
 
-def attempt_is_current(settings: Settings, task_id: str, attempt_id: str) -> bool:
-    record = get_json(_Process.etcd, Keys(settings.cluster).task(task_id))
-    return bool(record) and record.get("current_attempt") == attempt_id and record.get(
-        "state"
-    ) in ("QUEUED", "RUNNING")
+def verdict(record: dict[str, Any] | None, msg: dict[str, Any]) -> str:
+    """'run', 'superseded', or 'lost' (this very attempt started before: its process died)."""
+    if not record or record.get("state") not in ("PENDING", "QUEUED", "RUNNING"):
+        return "superseded"
+    current = record.get("current_attempt")
+    mine = msg["attempt_id"]
+    if current == mine:
+        attempt = next((a for a in record.get("attempts", []) if a["id"] == mine), None)
+        return "lost" if attempt and attempt.get("state") == "RUNNING" else "run"
+    if msg.get("prev_attempt") and current == msg["prev_attempt"]:
+        return "run"  # a local retry that the scheduler has not recorded yet
+    return "superseded"
 
 
-def error_info(exc: BaseException) -> dict[str, str]:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": tb[-4000:]}
+def backoff(msg: dict[str, Any]) -> float:
+    base = float((msg.get("retry") or {}).get("backoff", 0.5) or 0.0)
+    return min(MAX_BACKOFF, base * (2 ** int(msg.get("local_try", 0))))
 
 
 class _Heartbeat(threading.Thread):
@@ -77,7 +88,8 @@ class _Heartbeat(threading.Thread):
                 log.exception("heartbeat publish failed")
 
 
-def execute(app: Celery, msg: dict[str, Any]) -> None:
+def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
+    """Run one attempt; return the message of a local retry to re-queue, if any."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
     _Process.ensure(settings)
     task_id, attempt_id = msg["task_id"], msg["attempt_id"]
@@ -88,29 +100,34 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         return status_event(kind, task_id, attempt_id, node, gpu, **extra)
 
     try:
-        current = attempt_is_current(settings, task_id, attempt_id)
+        record = get_json(_Process.etcd, Keys(settings.cluster).task(task_id))
     except Exception as exc:
         log.warning("cannot confirm attempt %s of %s (%s); requeueing", attempt_id, task_id, exc)
         time.sleep(0.5)
         raise Reject(f"etcd unreachable: {exc}", requeue=True) from exc
-    if not current:
+    seen = verdict(record, msg)
+    if seen == "superseded":
         log.info("attempt %s of task %s is superseded; not running it", attempt_id, task_id)
-        return
+        return None
+    if seen == "lost":
+        publish(app, event("failed", error={
+            "type": "WorkerLost",
+            "message": "the worker process running this attempt died (killed or out of memory)"}))
+        return None
 
     publish(app, event("started", pid=os.getpid()))
     beat = _Heartbeat(app, settings.heartbeat, event)
     beat.start()
     try:
+        wait = float(msg.get("not_before", 0)) - time.time()
+        if wait > 0:
+            time.sleep(min(wait, MAX_BACKOFF))
         if os.environ.get("CORRAL_FAULTY") == "1":
             raise SimulatedGpuFault(SIMULATED_CUDA_ERROR.format(node=node, gpu=gpu))
         algo = registry.get(msg["algorithm"])
         ctx = Context(
-            task_id=task_id,
-            attempt_id=attempt_id,
-            node=node,
-            gpu=gpu,
-            session=msg.get("session", ""),
-            state=algo.warm(),
+            task_id=task_id, attempt_id=attempt_id, node=node, gpu=gpu,
+            session=msg.get("session", ""), number=int(msg.get("number", 1)), state=algo.warm(),
             checkpoint=msg.get("checkpoint"),
             _progress=lambda info: publish(app, event("progress", info=info)),
         )
@@ -119,14 +136,27 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         ref = _Process.blobs.put_result(task_id, attempt_id, value)
     except Exception as exc:
         beat.stopped.set()
+        error = error_info(exc)
         log.info("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
-        publish(app, event("failed", error=error_info(exc)))
-        return
+        local = int((msg.get("retry") or {}).get("local", 2))
+        tries = int(msg.get("local_try", 0))
+        if is_device_error(error) or tries >= local:
+            publish(app, event("failed", error=error))
+            return None
+        number = int(msg.get("number", 1)) + 1
+        follow = {**msg, "attempt_id": f"{task_id}.a{number}", "number": number,
+                  "local_try": tries + 1, "prev_attempt": attempt_id}
+        follow["not_before"] = time.time() + backoff(follow | {"local_try": tries})
+        publish(app, event("failed", error=error, retry_as=follow["attempt_id"]))
+        return follow
     beat.stopped.set()
     publish(app, event("succeeded", result_ref=ref))
+    return None
 
 
 def register(app: Celery) -> None:
     @app.task(name=RUN_TASK, bind=True, acks_late=True, ignore_result=True)
     def run(self: Any, **msg: Any) -> None:
-        execute(app, msg)
+        follow = execute(app, msg)
+        if follow is not None:
+            raise self.retry(kwargs=follow, countdown=0, max_retries=None)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.config import Settings
-from corral.etcd import connect
+from corral.etcd import connect, prefix_json
 from corral.keys import Keys, gpu_queue
 from tasks import registry
 from workers.gpus import GpuInfo
+from workers.health import HealthMonitor
 
 log = logging.getLogger("corral.node")
 
@@ -43,10 +44,12 @@ class WorkerProcess:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
+    quarantined: bool = False
 
 
 class Agent:
-    def __init__(self, settings: Settings, name: str, gpus: list[GpuInfo], log_dir: Path) -> None:
+    def __init__(self, settings: Settings, name: str, gpus: list[GpuInfo], log_dir: Path,
+                 fault_file: Path | None = None) -> None:
         self.settings = settings
         self.name = name
         self.gpus = gpus
@@ -56,6 +59,8 @@ class Agent:
         self.ttl = max(1, round(settings.node_ttl))
         self.lease = None
         self.workers = {g.index: WorkerProcess(g) for g in gpus}
+        self.health = HealthMonitor(gpus, fault_file)
+        self.faults: dict[int, str] = {}
         self.running = True
 
     def registration(self) -> dict[str, object]:
@@ -66,6 +71,7 @@ class Agent:
             "gpus": [g.to_dict() for g in self.gpus],
             "algorithms": registry.names(),
             "labels": {},
+            "gpu_faults": {str(i): reason for i, reason in self.faults.items()},
             "since": time.time(),
         }
 
@@ -83,6 +89,8 @@ class Agent:
         try:
             while self.running:
                 self._renew()
+                self._check_health()
+                self._follow_quarantine()
                 self._supervise()
                 time.sleep(self.ttl / 4)
         finally:
@@ -106,10 +114,49 @@ class Agent:
         except Exception as exc:
             log.warning("cannot renew node lease: %s", exc)
 
+    def _check_health(self) -> None:
+        faults = self.health.poll()
+        if faults != self.faults:
+            self.faults = faults
+            log.warning("GPU health signal(s): %s", faults)
+            try:
+                self.etcd.put(self.keys.node(self.name), json.dumps(self.registration()),
+                              lease=self.lease)
+            except Exception as exc:
+                log.warning("cannot report GPU faults: %s", exc)
+
+    def _follow_quarantine(self) -> None:
+        """Stop the worker of a quarantined GPU; start it again once released."""
+        try:
+            health = prefix_json(self.etcd, self.keys.gpu_health(self.name))
+        except Exception as exc:
+            log.warning("cannot read GPU health: %s", exc)
+            return
+        for index, worker in self.workers.items():
+            quarantined = (health.get(str(index)) or {}).get("state") == "quarantined"
+            if quarantined and not worker.quarantined:
+                log.warning("GPU %d quarantined: stopping its worker", index)
+                worker.quarantined = True
+                self._stop_worker(worker)
+            elif worker.quarantined and not quarantined:
+                log.info("GPU %d released: starting its worker", index)
+                worker.quarantined = False
+                worker.restarts, worker.next_start = 0, 0.0
+
+    def _stop_worker(self, worker: WorkerProcess) -> None:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGQUIT)
+            try:
+                worker.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+        worker.proc = None
+
     def _supervise(self) -> None:
         now = time.monotonic()
         for worker in self.workers.values():
-            if worker.proc is not None and worker.proc.poll() is None:
+            if worker.quarantined or (worker.proc is not None and worker.proc.poll() is None):
                 continue
             if worker.proc is not None:
                 log.warning("worker for GPU %d exited with %s; restarting", worker.gpu.index,

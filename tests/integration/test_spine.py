@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from corral.client import Client
-from corral.keys import gpu_queue
+from corral.keys import gpu_queue_lists
 from corral.local import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_thousand_tasks_succeed_once_each_and_gpu_queues_stay_shallow(
     cluster: LocalCluster, client: Client
 ) -> None:
     r = redis.Redis.from_url(cluster.settings.broker)
-    queues = [gpu_queue("node-1", i) for i in range(4)]
+    queues = [gpu_queue_lists("node-1", i) for i in range(4)]
     deepest = Counter()
     samples = 0
     done = threading.Event()
@@ -42,8 +42,12 @@ def test_thousand_tasks_succeed_once_each_and_gpu_queues_stay_shallow(
     def sample() -> None:
         nonlocal samples
         while not done.is_set():
-            for q in queues:
-                deepest[q] = max(deepest[q], r.llen(q))
+            for lists in queues:
+                with r.pipeline(transaction=True) as pipe:  # one atomic look at every priority list
+                    for name in lists:
+                        pipe.llen(name)
+                    depth = sum(pipe.execute())
+                deepest[lists[0]] = max(deepest[lists[0]], depth)
             samples += 1
             time.sleep(0.005)
 
@@ -66,7 +70,7 @@ def test_thousand_tasks_succeed_once_each_and_gpu_queues_stay_shallow(
         assert client.result(record) == {"i": i}
     assert gpus_used == {("node-1", i) for i in range(4)}
     assert samples > 50
-    assert max(deepest.values()) <= 2, dict(deepest)
+    assert 1 <= max(deepest.values()) <= 2, dict(deepest)
 
 
 def test_same_task_id_twice_creates_one_task(client: Client) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from corral.keys import Keys
-from scheduler.core import Core
+from scheduler.core import Core, Policy
 from scheduler.ingress import Rejection, Submission
 
 KEYS = Keys("t")
@@ -11,7 +11,7 @@ NODES = {"node-1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["corral
 
 
 def core_with_nodes(nodes=NODES) -> Core:
-    core = Core(KEYS, depth=2)
+    core = Core(KEYS, Policy(depth=2))
     core.nodes_changed(nodes, 0.0)
     return core
 
@@ -72,11 +72,12 @@ def test_success_records_the_result_and_frees_the_slot() -> None:
 
 def test_a_failure_is_recorded_with_its_error() -> None:
     core = core_with_nodes()
-    submit(core, "t1")
+    core.submit(Submission("t1", "corral.echo", {}, "s", retry={"local": 0, "hosts": 1}), 1.0, None)
     core.route(1.5)
     status(core, "t1", "failed", error={"type": "ValueError", "message": "bad"})
     assert core.tasks["t1"].state == "FAILED"
     assert core.tasks["t1"].attempts[0].error["type"] == "ValueError"
+    assert "budget" in core.tasks["t1"].reason
 
 
 def test_a_duplicate_task_id_creates_one_task() -> None:
@@ -125,8 +126,9 @@ def test_load_rebuilds_pending_queues_and_outstanding_slots_from_records() -> No
     status(core, "t0", "started")
     records = [t.to_dict() for t in core.tasks.values()]
 
-    fresh = core_with_nodes()
+    fresh = Core(KEYS)
     fresh.load(records, {})
+    fresh.nodes_changed(NODES, 2.0)
     assert list(fresh.pending["s"]) == ["t4", "t5"]
     assert sum(len(g.outstanding) for g in fresh.gpus.values()) == 4
     assert fresh.tasks["t0"].state == "RUNNING"
@@ -140,6 +142,7 @@ def test_load_supersedes_attempts_on_gpus_that_are_gone() -> None:
     records = [t.to_dict() for t in core.tasks.values()]
     fresh = Core(KEYS)
     fresh.load(records, {})
+    fresh.nodes_changed({}, 2.0)
     assert fresh.tasks["t1"].state == "PENDING"
     assert fresh.tasks["t1"].attempts[0].state == "SUPERSEDED"
 

@@ -1,0 +1,64 @@
+"""What to do after an attempt fails: retry here, move to another host, or give up.
+
+A task's policy is `{"local": L, "hosts": H}`: on each host it gets 1 + L tries (the
+local retries run through Celery's retry on the same GPU); it may run on up to H hosts in
+all; then it is FAILED with its whole attempt history. A device fault (a CUDA or Xid
+error) is never retried on the same GPU: the GPU, not the task, is the suspect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.records import FAILED, Attempt, Task
+from tasks.errors import is_device_error
+
+
+@dataclass(frozen=True)
+class LocalRetry:
+    """Try again on the same GPU."""
+
+
+@dataclass(frozen=True)
+class Reassign:
+    avoid_gpus: frozenset[tuple[str, int]]
+    avoid_hosts: frozenset[str]
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+
+
+Decision = LocalRetry | Reassign | GiveUp
+
+
+def stints(attempts: list[Attempt]) -> list[list[Attempt]]:
+    """Failed attempts grouped into runs on one host (a move to another host starts a new run)."""
+    out: list[list[Attempt]] = []
+    for a in attempts:
+        if a.state != FAILED:
+            continue
+        if out and out[-1][-1].node == a.node:
+            out[-1].append(a)
+        else:
+            out.append([a])
+    return out
+
+
+def decide(task: Task, failed: Attempt) -> Decision:
+    local = int(task.retry.get("local", 2))
+    hosts = int(task.retry.get("hosts", 3))
+    runs = stints(task.attempts)
+    here = runs[-1] if runs else [failed]
+    if not is_device_error(failed.error) and len(here) <= local:
+        return LocalRetry()
+    if len(runs) >= hosts:
+        tries = sum(len(r) for r in runs)
+        return GiveUp(f"failed {tries} time(s) on {len(runs)} host(s); retry budget "
+                      f"local={local} hosts={hosts} is spent")
+    failed_attempts = [a for a in task.attempts if a.state == FAILED]
+    return Reassign(
+        avoid_gpus=frozenset((a.node, a.gpu) for a in failed_attempts),
+        avoid_hosts=frozenset(a.node for a in failed_attempts),
+    )

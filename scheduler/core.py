@@ -251,7 +251,9 @@ class Core:
         if not pending:
             return
         slots = [placement.Slot(k, len(g.outstanding), self._usable(k)) for k, g in self.gpus.items()]
-        assigned = placement.assign(pending, slots, self.policy.depth, self.constraints)
+        urgent = sorted((t for t in self.urgent if self.tasks[t].state == PENDING),
+                        key=lambda t: self.tasks[t].seq)
+        assigned = placement.assign(pending, slots, self.policy.depth, self.constraints, urgent)
         if not assigned:
             return
         taken: dict[str, set[str]] = {}
@@ -331,7 +333,7 @@ class Core:
     def _local_tries(task: Task) -> int:
         runs = retry.stints(task.attempts)
         last = task.attempts[-1] if task.attempts else None
-        if not runs or last is None or runs[-1][-1].node != last.node:
+        if not runs or last is None or (runs[-1][-1].node, runs[-1][-1].gpu) != (last.node, last.gpu):
             return 0
         return len(runs[-1])
 
@@ -364,8 +366,9 @@ class Core:
             return
         avoid = (decision.avoid_gpus if isinstance(decision, retry.Reassign)
                  else frozenset({key}))
-        if not any(k not in avoid for k in self.gpus):
-            self._fail(task, f"no GPU left to try: failed on {len(avoid)} of {len(self.gpus)}", at)
+        if not any(k not in avoid and self.gpu_health.get(k, gh.GpuHealth()).usable for k in self.gpus):
+            self._fail(task, f"no GPU left to try: it failed on {len(avoid)}, "
+                             f"the other {len(self.gpus) - len(avoid)} are out of service", at)
             return
         task.current_attempt = None
         self._set_state(task, PENDING)

@@ -36,41 +36,58 @@ def assign(
     slots: Iterable[Slot],
     depth: int,
     constraints: Mapping[str, Constraint] | None = None,
+    urgent: Iterable[str] = (),
 ) -> list[tuple[str, GpuKey]]:
-    """Pair pending task ids with GPUs, never giving a GPU more than `depth` outstanding."""
+    """Pair pending task ids with GPUs, never giving a GPU more than `depth` outstanding.
+
+    `urgent` tasks (re-routed after a loss or a failure, oldest first) go first and may
+    take one slot beyond `depth`: published at high priority, they start as soon as the
+    GPU's running task ends instead of waiting behind its queued one.
+    """
     constraints = constraints or {}
-    heap = [(s.outstanding, s.key) for s in slots if s.usable and s.outstanding < depth]
+    load = {s.key: s.outstanding for s in slots if s.usable}
+    out: list[tuple[str, GpuKey]] = []
+    taken: set[str] = set()
+    for task_id in urgent:
+        key = _best(load, depth + 1, constraints.get(task_id))
+        if key is not None:
+            out.append((task_id, key))
+            taken.add(task_id)
+            load[key] += 1
+    heap = [(n, key) for key, n in load.items() if n < depth]
     heapq.heapify(heap)
     queues = deque((name, iter(ids)) for name, ids in sorted(pending.items()))
-    out: list[tuple[str, GpuKey]] = []
     while heap and queues:
         name, ids = queues.popleft()
         task_id = next(ids, None)
         if task_id is None:
             continue
         queues.append((name, ids))
+        if task_id in taken:
+            continue
         rule = constraints.get(task_id)
         if rule is None:
-            load, key = heapq.heappop(heap)
+            n, key = heapq.heappop(heap)
         else:
-            picked = _pick(heap, rule)
+            picked = _best(dict((k, n) for n, k in heap), depth, rule)
             if picked is None:
                 continue  # waits for an allowed GPU; later tasks are not held up
-            load, key = heap.pop(picked)
+            index = next(i for i, (_, k) in enumerate(heap) if k == picked)
+            n, key = heap.pop(index)
             heapq.heapify(heap)
         out.append((task_id, key))
-        if load + 1 < depth:
-            heapq.heappush(heap, (load + 1, key))
+        if n + 1 < depth:
+            heapq.heappush(heap, (n + 1, key))
     return out
 
 
-def _pick(heap: list[tuple[int, GpuKey]], rule: Constraint) -> int | None:
+def _best(load: Mapping[GpuKey, int], cap: int, rule: Constraint | None) -> GpuKey | None:
+    """Least loaded GPU under `cap` that the rule allows, other hosts first."""
     best: tuple[bool, int, GpuKey] | None = None
-    index = None
-    for i, (load, key) in enumerate(heap):
-        if key in rule.avoid_gpus:
+    for key, n in load.items():
+        if n >= cap or (rule is not None and key in rule.avoid_gpus):
             continue
-        rank = (key[0] in rule.avoid_hosts, load, key)
+        rank = (rule is not None and key[0] in rule.avoid_hosts, n, key)
         if best is None or rank < best:
-            best, index = rank, i
-    return index
+            best = rank
+    return None if best is None else best[2]

@@ -1,8 +1,9 @@
 """What to do after an attempt fails: retry here, move to another host, or give up.
 
-A task's policy is `{"local": L, "hosts": H}`: on each host it gets 1 + L tries (the
-local retries run through Celery's retry on the same GPU); it may run on up to H hosts in
-all; then it is FAILED with its whole attempt history. A device fault (a CUDA or Xid
+A task's policy is `{"local": L, "hosts": H}`: on each GPU it gets 1 + L tries (the
+local retries run through Celery's retry on the same GPU); it then moves, to another host
+whenever one has room, never to a GPU it failed on, up to H placements in all; then it is
+FAILED with its whole attempt history, (1 + L) x H attempts. A device fault (a CUDA or Xid
 error) is never retried on the same GPU: the GPU, not the task, is the suspect.
 """
 
@@ -34,12 +35,13 @@ Decision = LocalRetry | Reassign | GiveUp
 
 
 def stints(attempts: list[Attempt]) -> list[list[Attempt]]:
-    """Failed attempts grouped into runs on one host (a move to another host starts a new run)."""
+    """Failed attempts grouped into runs on one GPU; a move (to another host when there is
+    one) starts a new run and spends one unit of the `hosts` budget."""
     out: list[list[Attempt]] = []
     for a in attempts:
         if a.state != FAILED:
             continue
-        if out and out[-1][-1].node == a.node:
+        if out and (out[-1][-1].node, out[-1][-1].gpu) == (a.node, a.gpu):
             out[-1].append(a)
         else:
             out.append([a])
@@ -55,7 +57,7 @@ def decide(task: Task, failed: Attempt) -> Decision:
         return LocalRetry()
     if len(runs) >= hosts:
         tries = sum(len(r) for r in runs)
-        return GiveUp(f"failed {tries} time(s) on {len(runs)} host(s); retry budget "
+        return GiveUp(f"failed {tries} time(s) on {len(runs)} GPU(s); retry budget "
                       f"local={local} hosts={hosts} is spent")
     failed_attempts = [a for a in task.attempts if a.state == FAILED]
     return Reassign(

@@ -34,10 +34,10 @@ def cluster_pids(cluster: LocalCluster) -> list[int]:
     return sorted(pids)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    lc = LocalCluster(tmp_path_factory.mktemp("cluster"), nodes=1, gpus=4, schedulers=3,
-                      flower=False)
+def running_cluster(tmp_path_factory: pytest.TempPathFactory, **options: object) -> Iterator[LocalCluster]:
+    """Start a LocalCluster for a module; stop it and check that no process is left behind."""
+    options.setdefault("flower", False)
+    lc = LocalCluster(tmp_path_factory.mktemp("cluster"), **options)  # type: ignore[arg-type]
     lc.start()
     yield lc
     pids = cluster_pids(lc)
@@ -47,10 +47,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from running_cluster(tmp_path_factory, nodes=1, gpus=4, schedulers=3)
+
+
+@pytest.fixture(scope="module")
 def client(cluster: LocalCluster) -> Iterator[Client]:
     c = Client(cluster.settings)
     yield c
     c.close()
+
+
+def wait_until(predicate: object, timeout: float, what: str, every: float = 0.05) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(every)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def logs_of(cluster: LocalCluster, name: str) -> str:

@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.placement import Slot, assign
+from scheduler.placement import Constraint, Slot, assign
 
 
 def test_never_more_than_depth_outstanding_per_gpu() -> None:
@@ -51,3 +51,27 @@ def test_assignments_respect_capacity_and_are_unique(outstanding: list[int], n: 
     load = Counter(g for _, g in got)
     for s in slots:
         assert s.outstanding + load[s.key] <= 2
+
+
+def test_a_failed_task_never_returns_to_a_gpu_it_failed_on() -> None:
+    slots = [Slot(("n1", 0), 0), Slot(("n1", 1), 0), Slot(("n2", 0), 1)]
+    rule = Constraint(frozenset({("n1", 0)}), frozenset({"n1"}))
+    assert assign({"s": ["t"]}, slots, 2, {"t": rule}) == [("t", ("n2", 0))]
+
+
+def test_a_failed_task_uses_its_old_host_when_no_other_host_has_room() -> None:
+    slots = [Slot(("n1", 0), 0), Slot(("n1", 1), 0), Slot(("n2", 0), 2)]
+    rule = Constraint(frozenset({("n1", 0)}), frozenset({"n1"}))
+    assert assign({"s": ["t"]}, slots, 2, {"t": rule}) == [("t", ("n1", 1))]
+
+
+def test_a_blocked_task_does_not_hold_up_the_tasks_behind_it() -> None:
+    slots = [Slot(("n1", 0), 0)]
+    rule = Constraint(frozenset({("n1", 0)}))
+    assert assign({"s": ["t", "u"]}, slots, 1, {"t": rule}) == [("u", ("n1", 0))]
+
+
+def test_urgent_tasks_go_first_and_may_take_one_slot_beyond_depth() -> None:
+    slots = [Slot(("n", 0), 2), Slot(("n", 1), 2)]
+    got = assign({"s": ["x", "u1", "u2", "u3"]}, slots, 2, urgent=["u1", "u2", "u3"])
+    assert sorted(got) == [("u1", ("n", 0)), ("u2", ("n", 1))]

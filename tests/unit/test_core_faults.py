@@ -1,0 +1,181 @@
+"""Fault handling in the state machine: retries, reassignment, quarantine, node loss."""
+
+from __future__ import annotations
+
+from corral.keys import URGENT, Keys
+from scheduler.core import Core, Policy
+from scheduler.ingress import AdminRequest, Submission
+from scheduler.node_health import NodePolicy
+
+KEYS = Keys("t")
+TWO_NODES = {
+    "n1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["a"]},
+    "n2": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["a"]},
+}
+DEVICE = {"type": "SimulatedGpuFault", "message": "CUDA error: illegal memory access"}
+APP = {"type": "ValueError", "message": "bad input"}
+
+
+def make(nodes=TWO_NODES, **policy) -> Core:
+    core = Core(KEYS, Policy(**policy))
+    core.nodes_changed(nodes, 0.0)
+    return core
+
+
+def submit(core: Core, tid: str, local: int = 2, hosts: int = 3) -> None:
+    core.submit(Submission(tid, "a", {}, "s", retry={"local": local, "hosts": hosts}), 1.0, None)
+
+
+def report(core: Core, tid: str, kind: str, now: float = 2.0, **extra) -> None:
+    core.status({"kind": kind, "task_id": tid, "attempt_id": core.tasks[tid].current_attempt,
+                 "time": now, **extra}, now, None)
+
+
+def where(core: Core, tid: str) -> tuple[str, int]:
+    a = core.tasks[tid].attempts[-1]
+    return a.node, a.gpu
+
+
+def test_a_worker_side_local_retry_is_recorded_on_the_same_gpu_without_a_publish() -> None:
+    core = make()
+    submit(core, "t")
+    core.route(1.0)
+    core.take_effects()
+    gpu = where(core, "t")
+    report(core, "t", "failed", error=APP, retry_as="t.a2")
+    assert core.tasks["t"].current_attempt == "t.a2"
+    assert where(core, "t") == gpu
+    assert core.take_effects().publishes == []
+
+
+def test_after_local_retries_the_task_moves_to_another_host_at_high_priority() -> None:
+    core = make()
+    submit(core, "t", local=1)
+    core.route(1.0)
+    first = where(core, "t")
+    report(core, "t", "failed", error=APP, retry_as="t.a2")
+    report(core, "t", "failed", error=APP)
+    assert core.tasks["t"].state == "PENDING"
+    core.take_effects()
+    core.route(3.0)
+    (pub,) = core.take_effects().publishes
+    assert where(core, "t")[0] != first[0]
+    assert pub.priority == URGENT
+
+
+def test_a_task_failing_everywhere_ends_failed_with_its_history() -> None:
+    core = make()
+    submit(core, "t", local=1, hosts=2)
+    core.route(1.0)
+    for _ in range(2):
+        report(core, "t", "failed", error=APP, retry_as=f"t.a{len(core.tasks['t'].attempts) + 1}")
+        report(core, "t", "failed", error=APP)
+        core.route(3.0)
+    task = core.tasks["t"]
+    assert task.state == "FAILED"
+    assert len(task.attempts) == 4 and {a.node for a in task.attempts} == {"n1", "n2"}
+    assert "budget" in task.reason
+
+
+def test_a_device_fault_moves_the_task_off_the_gpu_at_once() -> None:
+    core = make()
+    submit(core, "t")
+    core.route(1.0)
+    bad = where(core, "t")
+    report(core, "t", "failed", error=DEVICE)
+    core.route(3.0)
+    assert where(core, "t") != bad
+
+
+def test_a_faulty_gpu_is_quarantined_after_k_device_faults_and_gets_no_more_work() -> None:
+    core = make(quarantine_after=3)
+    bad = ("n1", 0)
+    for i in range(30):
+        submit(core, f"t{i}")
+    core.route(1.0)
+    core.take_effects()
+    failures = 0
+    for step in range(40):
+        for tid, task in core.tasks.items():
+            if task.current_attempt and task.state in ("QUEUED", "RUNNING"):
+                if where(core, tid) == bad:
+                    report(core, tid, "failed", error=DEVICE)
+                    failures += 1
+                else:
+                    report(core, tid, "succeeded", result_ref="r")
+        core.route(3.0 + step)
+    assert core.gpu_health[bad].state == "quarantined"
+    assert failures <= 3
+    assert all(t.state == "SUCCEEDED" for t in core.tasks.values())
+
+
+def test_a_stream_of_failing_tasks_quarantines_no_gpu() -> None:
+    core = make(quarantine_after=3)
+    for i in range(12):
+        submit(core, f"f{i}", local=0, hosts=4)
+    for step in range(40):
+        core.route(float(step))
+        for tid, task in core.tasks.items():
+            if task.state in ("QUEUED", "RUNNING"):
+                report(core, tid, "failed", error=APP, now=float(step))
+    assert all(t.state == "FAILED" for t in core.tasks.values())
+    assert all(h.state != "quarantined" for h in core.gpu_health.values())
+
+
+def test_quarantine_moves_the_gpus_outstanding_attempts_elsewhere() -> None:
+    core = make()
+    for i in range(8):
+        submit(core, f"t{i}")
+    core.route(1.0)
+    key = ("n1", 0)
+    on_it = set(core.gpus[key].outstanding)
+    core.admin(AdminRequest("gpu.quarantine", "n1", 0, "test"), 2.0)
+    assert core.gpus[key].outstanding == set()
+    assert all(core.tasks[t].state == "PENDING" for t in on_it)
+    core.admin(AdminRequest("gpu.release", "n1", 0), 3.0)
+    assert core.gpu_health[key].state == "healthy"
+
+
+def test_a_silent_running_attempt_counts_as_failed_worker_lost() -> None:
+    core = make(heartbeat_timeout=10.0)
+    submit(core, "t")
+    core.route(1.0)
+    report(core, "t", "started", now=2.0)
+    core.tick(5.0)
+    assert core.tasks["t"].state == "RUNNING"
+    core.tick(13.0)
+    first = core.tasks["t"].attempts[0]
+    assert first.state == "FAILED" and first.error["type"] == "WorkerLost"
+    assert core.tasks["t"].state == "QUEUED"  # retried locally by the scheduler
+
+
+def test_node_loss_supersedes_without_spending_the_budget_and_rejoin_waits() -> None:
+    core = Core(KEYS, Policy(nodes=NodePolicy(stable_after=10)))
+    core.nodes_changed(TWO_NODES, 0.0)
+    for i in range(8):
+        submit(core, f"t{i}", local=0, hosts=1)
+    core.route(1.0)
+    on_n1 = [t for t in core.tasks if where(core, t)[0] == "n1"]
+    core.nodes_changed({"n2": TWO_NODES["n2"]}, 2.0)
+    assert core.node_health["n1"].state == "lost"
+    assert all(core.tasks[t].attempts[-1].state == "SUPERSEDED" for t in on_n1)
+    core.nodes_changed(TWO_NODES, 3.0)
+    assert core.node_health["n1"].state == "rejoining"
+    core.tick(5.0)
+    assert all(where(core, t)[0] == "n2" for t in on_n1 if core.tasks[t].state == "QUEUED")
+    core.tick(13.5)
+    assert core.node_health["n1"].state == "up"
+
+
+def test_drain_moves_queued_work_and_keeps_running_work() -> None:
+    core = make()
+    for i in range(8):
+        submit(core, f"t{i}")
+    core.route(1.0)
+    running = [t for t in core.tasks if where(core, t)[0] == "n1"][:2]
+    for t in running:
+        report(core, t, "started")
+    core.admin(AdminRequest("node.drain", "n1"), 2.0)
+    assert all(core.tasks[t].state == "RUNNING" for t in running)
+    n1_live = [t for t in core.tasks if core.tasks[t].live_attempt and where(core, t)[0] == "n1"]
+    assert sorted(n1_live) == sorted(running)

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -120,6 +121,6 @@ def _pid_of_running_attempt(cluster: LocalCluster, record: dict) -> int:
             except OSError:
                 continue
     assert main is not None
-    children = open(f"/proc/{main}/task/{main}/children").read().split()
+    children = Path(f"/proc/{main}/task/{main}/children").read_text().split()
     assert children, "the Celery worker has no pool process"
     return int(children[0])

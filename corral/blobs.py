@@ -15,17 +15,19 @@ from corral.config import Settings
 
 
 class BlobStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self._prefix = f"corral:{settings.cluster}:"
         self._ttl = settings.result_ttl
-        self._redis = redis.Redis.from_url(settings.broker)
+        self._redis = client or redis.Redis.from_url(settings.broker)
 
     def result_key(self, task_id: str, attempt_id: str) -> str:
         return f"{self._prefix}result:{task_id}:{attempt_id}"
 
-    def put_result(self, task_id: str, attempt_id: str, value: Any) -> str:
+    def put_result(self, task_id: str, attempt_id: str, encoded: str,
+                   pipe: redis.client.Pipeline | None = None) -> str:
+        """Store a JSON-encoded result; returns its reference."""
         key = self.result_key(task_id, attempt_id)
-        self._redis.set(key, json.dumps(value), ex=self._ttl)
+        (pipe or self._redis).set(key, encoded, ex=self._ttl)
         return key
 
     def get(self, ref: str) -> Any:

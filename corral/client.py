@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import queue
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -14,7 +16,7 @@ from celery import Celery
 from corral.blobs import BlobStore
 from corral.config import Settings
 from corral.etcd import connect as etcd_connect
-from corral.etcd import get_json, prefix_json
+from corral.etcd import get_json, snapshot
 from corral.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
@@ -128,22 +130,49 @@ class Client:
 
     def wait(self, handles: Iterable[Handle], timeout: float | None = None,
              progress: Any = None) -> dict[str, dict[str, Any]]:
-        """Wait until every handle is terminal; returns id -> record. Reads etcd in pages."""
+        """Wait until every handle is terminal; returns id -> record.
+
+        One paged read, then an etcd watch from that revision: no polling of the records.
+        """
         waiting = {h.id for h in handles}
         done: dict[str, dict[str, Any]] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
+        prefix = self.keys.task()
+        updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def take(task_id: str, raw: bytes) -> None:
+            if task_id in waiting:
+                record = json.loads(raw)
+                if record.get("state") in TERMINAL:
+                    done[task_id] = record
+                    waiting.discard(task_id)
+
         while waiting:
-            for key, record in prefix_json(self.etcd, self.keys.task()).items():
-                if key in waiting and record.get("state") in TERMINAL:
-                    done[key] = record
-                    waiting.discard(key)
-            if progress is not None:
-                progress(len(done))
+            records, revision = snapshot(self.etcd, prefix)
+            for task_id, raw in records.items():
+                take(task_id, raw)
             if not waiting:
                 break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{len(waiting)} task(s) not finished within {timeout} s")
-            time.sleep(0.2)
+            watch = self.etcd.add_watch_prefix_callback(prefix, updates.put, start_revision=revision + 1)
+            try:
+                while waiting:
+                    if progress is not None:
+                        progress(len(done))
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"{len(waiting)} task(s) not finished within {timeout} s")
+                    try:
+                        response = updates.get(timeout=min(1.0, left) if left is not None else 1.0)
+                    except queue.Empty:
+                        continue
+                    if isinstance(response, Exception):
+                        break  # the watch died (etcd member lost): read again, watch again
+                    for event in response.events:
+                        take(event.key.decode()[len(prefix):], event.value)
+            finally:
+                self.etcd.cancel_watch(watch)
+        if progress is not None:
+            progress(len(done))
         return done
 
     def status(self) -> dict[str, Any]:

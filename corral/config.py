@@ -50,7 +50,7 @@ class Settings:
     node_stable: float = 10.0
     quarantine_after: int = 3
     result_ttl: int = 7 * 24 * 3600
-    worker_events: bool = True
+    worker_events: bool = False  # Celery task events, for Flower
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod

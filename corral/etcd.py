@@ -8,7 +8,6 @@ client here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from etcd3.client import Endpoint, MultiEndpointEtcd3Client
@@ -57,23 +56,27 @@ def get_json(client: MultiEndpointEtcd3Client, key: str) -> Any:
     return loads(value)
 
 
-def scan(client: MultiEndpointEtcd3Client, prefix: str, page: int = 500) -> Iterator[tuple[str, bytes]]:
-    """(key suffix, raw value) under a prefix, read in pages to stay under gRPC's message limit."""
+def snapshot(client: MultiEndpointEtcd3Client, prefix: str, page: int = 500) -> tuple[dict[str, bytes], int]:
+    """Every (key suffix -> raw value) under a prefix at one revision, read in pages to stay
+    under gRPC's message limit; and that revision, to watch from."""
     start = prefix.encode()
     end = prefix_range_end(start)
+    out: dict[str, bytes] = {}
+    revision = None
     while True:
-        resp = client.get_range_response(start, end, limit=page)
+        resp = client.get_range_response(start, end, limit=page, revision=revision)
+        revision = revision or resp.header.revision
         for kv in resp.kvs:
-            yield kv.key.decode()[len(prefix):], kv.value
+            out[kv.key.decode()[len(prefix):]] = kv.value
         if not resp.more or not resp.kvs:
-            return
+            return out, revision
         start = resp.kvs[-1].key + b"\0"
 
 
 def prefix_json(client: MultiEndpointEtcd3Client, prefix: str) -> dict[str, Any]:
     """All JSON values under a prefix, keyed by the key's suffix; unreadable values skipped."""
     out: dict[str, Any] = {}
-    for key, value in scan(client, prefix):
+    for key, value in snapshot(client, prefix)[0].items():
         try:
             out[key] = json.loads(value)
         except ValueError:

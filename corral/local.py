@@ -133,6 +133,8 @@ class LocalCluster:
         self.etcd_members = etcd_members
         self.with_flower = flower
         self.base = settings or Settings(cluster="local")
+        if flower:
+            self.base = self.base.with_(worker_events=True)
         self.redis_password = redis_password if redis_password is not None else secrets.token_hex(12)
         self.procs: list[Proc] = []
         self.info: dict[str, Any] = {}

@@ -37,6 +37,7 @@ log = logging.getLogger("corral.scheduler")
 
 GpuKey = tuple[str, int]
 MAX_EVENTS = 200
+LAZY_WRITE = 1.0  # seconds a RUNNING transition may wait to be written with the next change
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,12 @@ class Publish:
 @dataclass
 class Effects:
     writes: dict[str, Any] = field(default_factory=dict)
+    fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
     publishes: list[Publish] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.publishes or self.acks)
+        return bool(self.writes or self.fences or self.publishes or self.acks)
 
 
 class Core:
@@ -89,6 +91,7 @@ class Core:
         self.seen: dict[str, float] = {}  # task id -> last sign of life of its RUNNING attempt
         self.seq = 0
         self.fx = Effects()
+        self.lazy: dict[str, float] = {}  # task id -> when its deferred write is due
         self._next_liveness_check = 0.0
 
     # ------------------------------------------------------------------ inputs
@@ -170,7 +173,9 @@ class Core:
             if attempt.state == DISPATCHED:
                 attempt.state, attempt.started = RUNNING, at
                 self._set_state(task, RUNNING)
-                self._event(task, at, "started", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
+                # Deferred: a short task's next write (its outcome) carries this event too.
+                self._event(task, at, "started", lazy_until=now + LAZY_WRITE,
+                            attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
         elif kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             attempt.started = attempt.started or at
@@ -244,6 +249,7 @@ class Core:
         if now >= self._next_liveness_check:
             self._next_liveness_check = now + 0.5
             self._check_liveness(now)
+            self._flush_lazy(now)
         self.route(now)
 
     def route(self, now: float) -> None:
@@ -348,8 +354,12 @@ class Core:
         key = (attempt.node, attempt.gpu)
         self._gpu_failed(task, key, is_device_error(error), now)
         decision = retry.decide(task, attempt)
+        expected = f"{task.id}.a{len(task.attempts) + 1}"
+        if retry_as and not (retry_as == expected and isinstance(decision, retry.LocalRetry)
+                             and self._usable(key)):
+            self.fx.fences.append(str(retry_as))  # the worker's own retry must not run
         if isinstance(decision, retry.LocalRetry) and self._usable(key):
-            if retry_as == f"{task.id}.a{len(task.attempts) + 1}":
+            if retry_as == expected:
                 # The worker has already re-queued it through Celery's retry: record, don't publish.
                 follow = Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu, dispatched=at)
                 task.attempts.append(follow)
@@ -461,6 +471,7 @@ class Core:
 
     def _supersede(self, task: Task, attempt: Attempt, now: float, why: str) -> None:
         self._release(task, attempt)
+        self.fx.fences.append(attempt.id)
         attempt.state, attempt.ended = SUPERSEDED, now
         task.current_attempt = None
         self.seen.pop(task.id, None)
@@ -507,11 +518,22 @@ class Core:
             self.counts[state] += 1
             task.state = state
 
-    def _event(self, task: Task, at: float, kind: str, **detail: Any) -> None:
+    def _event(self, task: Task, at: float, kind: str, lazy_until: float | None = None,
+               **detail: Any) -> None:
         task.events.append({"time": at, "event": kind, **detail})
         if len(task.events) > MAX_EVENTS:
             del task.events[1 : len(task.events) - MAX_EVENTS + 1]
+        if lazy_until is not None and self.keys.task(task.id) not in self.fx.writes:
+            self.lazy.setdefault(task.id, lazy_until)
+            return
+        self.lazy.pop(task.id, None)
         self.fx.writes[self.keys.task(task.id)] = task
+
+    def _flush_lazy(self, now: float) -> None:
+        for task_id, due in list(self.lazy.items()):
+            if due <= now:
+                del self.lazy[task_id]
+                self.fx.writes[self.keys.task(task_id)] = self.tasks[task_id]
 
 
 def _brief(event: dict[str, Any]) -> str:

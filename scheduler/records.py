@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 PENDING, QUEUED, RUNNING = "PENDING", "QUEUED", "RUNNING"
@@ -63,7 +63,15 @@ class Task:
         return next((a for a in self.attempts if a.id == attempt_id), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies every value and is the leader's hot spot.
+        return {
+            "id": self.id, "session": self.session, "algorithm": self.algorithm,
+            "args": self.args, "state": self.state, "submitted": self.submitted,
+            "seq": self.seq, "gpus": self.gpus, "retry": self.retry,
+            "attempts": [a.__dict__ for a in self.attempts], "events": self.events,
+            "current_attempt": self.current_attempt, "result_ref": self.result_ref,
+            "error": self.error, "reason": self.reason,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:

@@ -15,18 +15,21 @@ import threading
 import time
 from typing import Any
 
+import redis
+
+from corral import fence
 from corral.config import Settings
 from corral.etcd import connect, prefix_json
 from corral.keys import RUN_TASK, Keys
-from scheduler.consumer import Consumer
 from scheduler.core import Core, Policy
 from scheduler.election import Election
 from scheduler.http import StatusServer
+from scheduler.inbound import Inbound
 from scheduler.ingress import Rejection, parse, valid_id
 from scheduler.node_health import NodePolicy
 from scheduler.store import Fenced, Store
+from scheduler.wire import encode_task
 from tasks import registry
-from tasks.app import make_app
 
 log = logging.getLogger("corral.scheduler")
 
@@ -49,9 +52,9 @@ class Scheduler:
             nodes=NodePolicy(stable_after=settings.node_stable),
         )
         self.core = Core(self.keys, self.policy)
-        self.app = make_app(settings)
         self.inbox: queue.Queue[Any] = queue.Queue()
-        self.consumer: Consumer | None = None
+        self.redis = redis.Redis.from_url(settings.broker)
+        self.inbound: Inbound | None = None
         self.token: int | None = None
         self.stopping = threading.Event()
         self.http = StatusServer(self, http_port)
@@ -153,18 +156,18 @@ class Scheduler:
         elif kind == "deposed":
             if event[1] == self.token:
                 self._step_down("lease lost")
-        elif self.token is None:
-            return  # a follower ignores broker messages; they return to their queue
+        elif self.inbound is None or not self.inbound.owns(event[4]):
+            return  # read in an earlier term: it was handed back and will come again
         elif kind == "ingress":
-            _, headers, body, error, message = event
-            self.core.submit(self._parse(headers, body, error), now, message)
+            _, headers, body, error, token = event
+            self.core.submit(self._parse(headers, body, error), now, token)
         elif kind == "status":
-            _, _headers, body, error, message = event
+            _, _headers, body, error, token = event
             if error or not isinstance(body, dict):
                 log.warning("undecodable status event dropped: %s", error)
-                self.core.fx.acks.append(message)
+                self.core.fx.acks.append(token)
             else:
-                self.core.status(body, now, message)
+                self.core.status(body, now, token)
 
     def _parse(self, headers: dict[str, Any], body: Any, error: str | None) -> Any:
         if error:
@@ -193,12 +196,17 @@ class Scheduler:
             self.store.write(self.token, fx.writes)
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
-        for pub in fx.publishes:
-            self.app.send_task(RUN_TASK, kwargs=pub.message, queue=pub.queue,
-                               task_id=pub.message["attempt_id"], priority=pub.priority)
-        assert self.consumer is not None
-        for message in fx.acks:
-            self.consumer.ack(message)
+        if fx.fences or fx.publishes:
+            with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
+                for attempt_id in fx.fences:
+                    fence.supersede(pipe, self.settings.cluster, attempt_id)
+                for pub in fx.publishes:
+                    key, payload = encode_task(pub.queue, RUN_TASK,
+                                               pub.message["attempt_id"], pub.message, pub.priority)
+                    pipe.lpush(key, payload)
+                pipe.execute()
+        assert self.inbound is not None
+        self.inbound.ack(fx.acks)
 
     # ------------------------------------------------------- leadership
 
@@ -216,8 +224,8 @@ class Scheduler:
         )
         self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
         self._summary_json = ""
-        self.consumer = Consumer(self.settings.broker, self.inbox)
-        self.consumer.start()
+        self.inbound = Inbound(self.redis, self.sid, self.inbox)
+        self.inbound.start()
         log.info(
             "%s leading (token %s): %d tasks, %d pending, rebuilt in %.0f ms",
             self.sid, token, len(self.core.tasks), sum(len(q) for q in self.core.pending.values()),
@@ -230,8 +238,7 @@ class Scheduler:
         log.warning("%s stops leading: %s", self.sid, why)
         self.token = None
         self.core.take_effects()  # never publish or ack what was not made durable
-        if self.consumer is not None:
-            self.consumer.stop()
-            self.consumer.join(timeout=5)
-            self.consumer = None
+        if self.inbound is not None:
+            self.inbound.stop()  # what was read and not acknowledged goes back to the queue
+            self.inbound = None
         self.election.resign()

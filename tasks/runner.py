@@ -1,7 +1,8 @@
 """The one Celery task every GPU worker runs: execute an attempt of a corral task.
 
-Before running, the attempt is checked against the task record in etcd: an attempt
-that the scheduler has since superseded (node loss, failover, quarantine) does not run.
+Before running, the attempt is claimed against its fence in Redis (corral/fence.py): an
+attempt that the scheduler has since superseded (node loss, failover, quarantine) does
+not run. Workers never talk to etcd.
 A failure with local budget left is retried on the same GPU through Celery's retry, as
 the next attempt id, after an exponential back-off; the `failed` event names that id so
 the scheduler records the retry instead of routing the task elsewhere.
@@ -9,19 +10,21 @@ the scheduler records the retry instead of routing the task elsewhere.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.exceptions import Reject
 
+from corral import fence
 from corral.blobs import BlobStore
 from corral.config import Settings
-from corral.etcd import connect, get_json
-from corral.keys import RUN_TASK, Keys
+from corral.keys import RUN_TASK
 from tasks import registry
 from tasks.context import Context
 from tasks.errors import error_info, is_device_error
@@ -43,30 +46,16 @@ class SimulatedGpuFault(RuntimeError):
 class _Process:
     """Per-process clients, created lazily after the prefork pool has forked."""
 
-    etcd: Any = None
+    redis: Any = None
     blobs: BlobStore | None = None
     pid: int = 0
 
     @classmethod
     def ensure(cls, settings: Settings) -> None:
         if cls.pid != os.getpid():
-            cls.etcd = connect(settings)
-            cls.blobs = BlobStore(settings)
+            cls.redis = redis.Redis.from_url(settings.broker)
+            cls.blobs = BlobStore(settings, cls.redis)
             cls.pid = os.getpid()
-
-
-def verdict(record: dict[str, Any] | None, msg: dict[str, Any]) -> str:
-    """'run', 'superseded', or 'lost' (this very attempt started before: its process died)."""
-    if not record or record.get("state") not in ("PENDING", "QUEUED", "RUNNING"):
-        return "superseded"
-    current = record.get("current_attempt")
-    mine = msg["attempt_id"]
-    if current == mine:
-        attempt = next((a for a in record.get("attempts", []) if a["id"] == mine), None)
-        return "lost" if attempt and attempt.get("state") == "RUNNING" else "run"
-    if msg.get("prev_attempt") and current == msg["prev_attempt"]:
-        return "run"  # a local retry that the scheduler has not recorded yet
-    return "superseded"
 
 
 def backoff(msg: dict[str, Any]) -> float:
@@ -75,15 +64,15 @@ def backoff(msg: dict[str, Any]) -> float:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, app: Celery, every: float, make_event: Any) -> None:
+    def __init__(self, every: float, make_event: Any) -> None:
         super().__init__(daemon=True, name="corral-heartbeat")
-        self.app, self.every, self.make_event = app, every, make_event
+        self.every, self.make_event = every, make_event
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.every):
             try:
-                publish(self.app, self.make_event("heartbeat"))
+                publish(_Process.redis, self.make_event("heartbeat"))
             except Exception:  # a missed beat is survivable; the next one retries
                 log.exception("heartbeat publish failed")
 
@@ -100,23 +89,22 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         return status_event(kind, task_id, attempt_id, node, gpu, **extra)
 
     try:
-        record = get_json(_Process.etcd, Keys(settings.cluster).task(task_id))
-    except Exception as exc:
-        log.warning("cannot confirm attempt %s of %s (%s); requeueing", attempt_id, task_id, exc)
+        seen = fence.claim(_Process.redis, settings.cluster, attempt_id)
+    except redis.RedisError as exc:
+        log.warning("cannot claim attempt %s of %s (%s); requeueing", attempt_id, task_id, exc)
         time.sleep(0.5)
-        raise Reject(f"etcd unreachable: {exc}", requeue=True) from exc
-    seen = verdict(record, msg)
+        raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
     if seen == "superseded":
         log.info("attempt %s of task %s is superseded; not running it", attempt_id, task_id)
         return None
     if seen == "lost":
-        publish(app, event("failed", error={
+        publish(_Process.redis, event("failed", error={
             "type": "WorkerLost",
             "message": "the worker process running this attempt died (killed or out of memory)"}))
         return None
 
-    publish(app, event("started", pid=os.getpid()))
-    beat = _Heartbeat(app, settings.heartbeat, event)
+    publish(_Process.redis, event("started", pid=os.getpid()))
+    beat = _Heartbeat(settings.heartbeat, event)
     beat.start()
     try:
         wait = float(msg.get("not_before", 0)) - time.time()
@@ -129,11 +117,10 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
             task_id=task_id, attempt_id=attempt_id, node=node, gpu=gpu,
             session=msg.get("session", ""), number=int(msg.get("number", 1)), state=algo.warm(),
             checkpoint=msg.get("checkpoint"),
-            _progress=lambda info: publish(app, event("progress", info=info)),
+            _progress=lambda info: publish(_Process.redis, event("progress", info=info)),
         )
         value = algo.fn(msg.get("args"), ctx)
-        assert _Process.blobs is not None
-        ref = _Process.blobs.put_result(task_id, attempt_id, value)
+        encoded = json.dumps(value)  # a result that is not JSON fails the attempt here
     except Exception as exc:
         beat.stopped.set()
         error = error_info(exc)
@@ -141,16 +128,20 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         local = int((msg.get("retry") or {}).get("local", 2))
         tries = int(msg.get("local_try", 0))
         if is_device_error(error) or tries >= local:
-            publish(app, event("failed", error=error))
+            publish(_Process.redis, event("failed", error=error))
             return None
         number = int(msg.get("number", 1)) + 1
         follow = {**msg, "attempt_id": f"{task_id}.a{number}", "number": number,
-                  "local_try": tries + 1, "prev_attempt": attempt_id}
+                  "local_try": tries + 1}
         follow["not_before"] = time.time() + backoff(follow | {"local_try": tries})
-        publish(app, event("failed", error=error, retry_as=follow["attempt_id"]))
+        publish(_Process.redis, event("failed", error=error, retry_as=follow["attempt_id"]))
         return follow
     beat.stopped.set()
-    publish(app, event("succeeded", result_ref=ref))
+    assert _Process.blobs is not None
+    with _Process.redis.pipeline(transaction=False) as pipe:  # result and outcome: one round trip
+        ref = _Process.blobs.put_result(task_id, attempt_id, encoded, pipe)
+        publish(pipe, event("succeeded", result_ref=ref))
+        pipe.execute()
     return None
 
 

@@ -1,4 +1,4 @@
-"""Status events from a worker to the scheduler, on the `corral.status` queue.
+"""Status events from a worker to the scheduler, on the `corral.status` Redis stream.
 
 Every event carries the attempt id; the scheduler ignores events of superseded
 attempts, so a late worker can never overwrite a recorded outcome.
@@ -6,15 +6,15 @@ attempts, so a late worker can never overwrite a recorded outcome.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
-from celery import Celery
-from kombu import Queue
+import redis
 
 from corral.keys import STATUS_QUEUE
 
-STATUS = Queue(STATUS_QUEUE, routing_key=STATUS_QUEUE)
+MAXLEN = 1_000_000  # approximate cap of the stream; the leader acknowledges far sooner
 KINDS = ("started", "heartbeat", "progress", "checkpoint", "succeeded", "failed")
 
 
@@ -34,14 +34,7 @@ def status_event(
     }
 
 
-def publish(app: Celery, event: dict[str, Any]) -> None:
-    with app.producer_or_acquire() as producer:
-        producer.publish(
-            event,
-            exchange="",
-            routing_key=STATUS_QUEUE,
-            serializer="json",
-            declare=[STATUS],
-            retry=True,
-            retry_policy={"max_retries": 20, "interval_start": 0.1, "interval_step": 0.2},
-        )
+def publish(client: redis.Redis | redis.client.Pipeline, event: dict[str, Any]) -> None:
+    """Append an event to the `corral.status` stream (in a pipeline when one is given)."""
+    client.xadd(STATUS_QUEUE, {"e": json.dumps(event, separators=(",", ":"))},
+                maxlen=MAXLEN, approximate=True)

@@ -1,0 +1,131 @@
+"""Throughput and submit-to-start latency: corral against raw Celery on the same workers.
+
+    python bench/throughput.py [--tasks 2000] [--latency-tasks 200] [--workers 4 8]
+
+For each worker count W it measures, in one run, on one machine:
+  raw    W Celery workers (-c 1, prefork, acks_late, prefetch 1) on one queue, tasks sent
+         with send_task and collected from the Redis result backend;
+  corral a local cluster (3 schedulers, 1 node with W simulated GPUs), tasks submitted with
+         Client.map and collected from their records.
+Throughput: N trivial tasks, first submit to last completion. Latency: tasks submitted one
+at a time; submit-to-start is the worker's start time minus the client's send time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from corral.client import Client
+from corral.local import LocalCluster, free_port, require_binary, stop_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def raw_run(workers: int, tasks: int, latency_tasks: int, state: Path) -> dict[str, float]:
+    port = free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    procs = [subprocess.Popen([require_binary("redis-server", "redis-server"), "--port", str(port),
+                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                               "--dir", str(state)], stdout=subprocess.DEVNULL,
+                              start_new_session=True)]
+    env = {**os.environ, "RAW_BROKER": broker, "PYTHONPATH": str(ROOT / "bench")}
+    time.sleep(0.5)
+    for i in range(workers):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "raw_app", "worker", "-Q", "raw", "-c", "1",
+             "-P", "prefork", "--hostname", f"raw{i}@bench", "--prefetch-multiplier", "1",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    sys.path.insert(0, str(ROOT / "bench"))
+    os.environ["RAW_BROKER"] = broker
+    import importlib
+
+    import raw_app
+
+    raw = importlib.reload(raw_app).app
+    try:
+        ready = [raw.send_task("raw.echo", args=[{}], queue="raw") for _ in range(workers * 4)]
+        for r in ready:
+            r.get(timeout=120)
+        time.sleep(1)
+        t0 = time.time()
+        results = [raw.send_task("raw.echo", args=[{"i": i}], queue="raw") for i in range(tasks)]
+        for r in results:
+            r.get(timeout=600)
+        elapsed = time.time() - t0
+        lat = []
+        for i in range(latency_tasks):
+            sent = time.time()
+            out = raw.send_task("raw.echo", args=[{"i": i}], queue="raw").get(timeout=60)
+            lat.append(out["started"] - sent)
+        return {"tasks_per_s": tasks / elapsed, "p50_ms": pct(lat, 0.5) * 1000,
+                "p99_ms": pct(lat, 0.99) * 1000}
+    finally:
+        stop_groups([p.pid for p in procs], grace=5)
+
+
+def corral_run(workers: int, tasks: int, latency_tasks: int, state: Path) -> dict[str, float]:
+    cluster = LocalCluster(state / "corral", nodes=1, gpus=workers, schedulers=3, flower=False)
+    cluster.start()
+    try:
+        client = Client(cluster.settings)
+        client.wait(client.map("corral.echo", [{}] * (workers * 4)), timeout=120)
+        time.sleep(1)
+        t0 = time.time()
+        handles = client.map("corral.echo", [{"i": i} for i in range(tasks)])
+        client.wait(handles, timeout=600)
+        elapsed = time.time() - t0
+        lat = []
+        for i in range(latency_tasks):
+            sent = time.time()
+            h = client.submit("corral.echo", {"i": i})
+            h.result(timeout=60)
+            lat.append(client.task(h.id)["attempts"][-1]["started"] - sent)
+        client.close()
+        return {"tasks_per_s": tasks / elapsed, "p50_ms": pct(lat, 0.5) * 1000,
+                "p99_ms": pct(lat, 0.99) * 1000}
+    finally:
+        cluster.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--latency-tasks", type=int, default=200)
+    parser.add_argument("--workers", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
+    opts = parser.parse_args()
+    rows = []
+    for w in opts.workers:
+        with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+            raw = raw_run(w, opts.tasks, opts.latency_tasks, Path(tmp))
+            cor = corral_run(w, opts.tasks, opts.latency_tasks, Path(tmp))
+        rows.append({"workers": w, "raw": raw, "corral": cor,
+                     "throughput_ratio": cor["tasks_per_s"] / raw["tasks_per_s"],
+                     "p50_extra_ms": cor["p50_ms"] - raw["p50_ms"]})
+    print(f"{'workers':>7} | {'raw tasks/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
+          f"{'corral tasks/s':>14} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5} {'p50 +ms':>7}")
+    for r in rows:
+        raw, cor = r["raw"], r["corral"]
+        print(f"{r['workers']:>7} | {raw['tasks_per_s']:>11.0f} {raw['p50_ms']:>7.2f} "
+              f"{raw['p99_ms']:>7.2f} | {cor['tasks_per_s']:>14.0f} {cor['p50_ms']:>7.2f} "
+              f"{cor['p99_ms']:>7.2f} | {r['throughput_ratio']:>5.2f} {r['p50_extra_ms']:>7.2f}")
+    if opts.json:
+        print(json.dumps({"tasks": opts.tasks, "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

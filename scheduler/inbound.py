@@ -1,0 +1,180 @@
+"""Reading the leader's two inputs from Redis in batches, reliably.
+
+Ingress (`corral.ingress`, a Celery queue any producer can use): messages are moved
+atomically from the queue's lists into this replica's processing list, up to a batch at
+a time, and trimmed from it once their records are durable in etcd. A new leader first
+moves every replica's processing list back to the front of the queue, so messages that a
+dead or deposed leader had taken are handled at once, not after a visibility timeout.
+
+Status (`corral.status`, a Redis stream the workers append to): read through a consumer
+group and acknowledged in batches; a new leader claims every pending entry at takeover.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from corral.keys import INGRESS_QUEUE, PRIORITY_STEPS, STATUS_QUEUE
+from scheduler.wire import decode, queue_key
+
+log = logging.getLogger("corral.inbound")
+
+GROUP = "corral-leader"
+BATCH = 512
+PROCESSING = INGRESS_QUEUE + ".processing."
+
+# KEYS: the ingress lists in priority order, then the processing list. ARGV[1]: batch size.
+_TAKE = """
+local out = {}
+local max = tonumber(ARGV[1])
+local proc = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  while #out < max do
+    local item = redis.call('RPOPLPUSH', KEYS[i], proc)
+    if not item then break end
+    out[#out + 1] = item
+  end
+end
+return out
+"""
+
+# KEYS[1]: a processing list, KEYS[2]: the ingress list. Oldest ends up next in line.
+_RESTORE = """
+local n = 0
+while true do
+  local item = redis.call('LPOP', KEYS[1])
+  if not item then return n end
+  redis.call('RPUSH', KEYS[2], item)
+  n = n + 1
+end
+"""
+
+
+def ingress_lists() -> list[str]:
+    return [queue_key(INGRESS_QUEUE, p) for p in PRIORITY_STEPS]
+
+
+class Inbound:
+    """Both readers of one leadership term, and the acks they need."""
+
+    def __init__(self, client: redis.Redis, sid: str, inbox: queue.Queue[Any]) -> None:
+        self.r = client
+        self.sid = sid
+        self.inbox = inbox
+        self.processing = PROCESSING + sid
+        self._take = client.register_script(_TAKE)
+        self._restore = client.register_script(_RESTORE)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.reclaim()
+        self._threads = [
+            threading.Thread(target=self._read_ingress, daemon=True, name="corral-ingress"),
+            threading.Thread(target=self._read_status, daemon=True, name="corral-status"),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        try:
+            self._restore(keys=[self.processing, INGRESS_QUEUE])
+        except redis.RedisError as exc:
+            log.warning("could not hand back in-flight ingress messages: %s", exc)
+
+    def reclaim(self) -> None:
+        """Take over what earlier leaders had read but not acknowledged."""
+        moved = 0
+        for key in self.r.scan_iter(match=PROCESSING + "*", count=100):
+            moved += int(self._restore(keys=[key, INGRESS_QUEUE]))
+        try:
+            self.r.xgroup_create(STATUS_QUEUE, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        claimed = 0
+        start = "0-0"
+        while True:
+            start, entries, _ = self.r.xautoclaim(STATUS_QUEUE, GROUP, self.sid, 0, start, count=BATCH)
+            claimed += len(entries)
+            if start in (b"0-0", "0-0") or not entries:
+                break
+        if moved or claimed:
+            log.info("reclaimed %d ingress message(s) and %d status event(s)", moved, claimed)
+
+    # -------------------------------------------------------------- readers
+
+    def _read_ingress(self) -> None:
+        keys = [*ingress_lists(), self.processing]
+        while not self._stop.is_set():
+            try:
+                items = self._take(keys=keys, args=[BATCH])
+                if not items:
+                    item = self.r.blmove(INGRESS_QUEUE, self.processing, 0.05, "RIGHT", "LEFT")
+                    items = [item] if item is not None else []
+                for raw in items:
+                    headers, body, error = decode(raw)
+                    self.inbox.put(("ingress", headers, body, error, ("ingress", self)))
+            except redis.RedisError as exc:
+                log.warning("reading ingress failed: %s", exc)
+                self._stop.wait(0.5)
+
+    def _read_status(self) -> None:
+        cursor = "0"  # first our own pending entries (claimed at takeover), then new ones
+        while not self._stop.is_set():
+            try:
+                reply = self.r.xreadgroup(GROUP, self.sid, {STATUS_QUEUE: cursor}, count=BATCH,
+                                          block=50)
+                entries = reply[0][1] if reply else []
+                if cursor == "0" and not entries:
+                    cursor = ">"
+                    continue
+                for entry_id, fields in entries:
+                    raw = fields.get(b"e") or fields.get("e")
+                    try:
+                        body, error = json.loads(raw), None
+                    except (TypeError, ValueError) as exc:
+                        body, error = None, f"undecodable status event: {exc}"
+                    self.inbox.put(("status", {}, body, error, ("status", self, entry_id)))
+                if cursor == "0" and entries:
+                    cursor = entries[-1][0]
+            except redis.RedisError as exc:
+                log.warning("reading status failed: %s", exc)
+                self._stop.wait(0.5)
+
+    # ----------------------------------------------------------------- acks
+
+    def owns(self, token: tuple[Any, ...]) -> bool:
+        """Whether a message was read in this leadership term (older ones were handed back)."""
+        return token[1] is self
+
+    def ack(self, tokens: Iterable[tuple[Any, ...]]) -> None:
+        """Acknowledge what is now durable: one round trip for the whole batch."""
+        ingress = 0
+        entries: list[Any] = []
+        for token in tokens:
+            if token[0] == "ingress":
+                ingress += 1
+            else:
+                entries.append(token[2])
+        if not ingress and not entries:
+            return
+        with self.r.pipeline(transaction=False) as pipe:
+            if ingress:
+                # Every message read is acknowledged, in the order read: drop the oldest n.
+                pipe.ltrim(self.processing, 0, -(ingress + 1))
+            if entries:
+                pipe.xack(STATUS_QUEUE, GROUP, *entries)
+            pipe.execute()

@@ -16,7 +16,7 @@ from celery import Celery
 from corral.blobs import BlobStore
 from corral.config import Settings
 from corral.etcd import connect as etcd_connect
-from corral.etcd import get_json, snapshot
+from corral.etcd import get_json, prefix_json, snapshot
 from corral.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
@@ -87,14 +87,40 @@ class Client:
         algorithms: Iterable[str] = (),
         close: bool = True,
     ) -> Iterator[Session]:
+        session = self.open_session(name, fixed_workers, share_ratio, max_workers, priority,
+                                    algorithms)
+        try:
+            yield session
+        finally:
+            if close:
+                self.close_session(name)
+
+    def open_session(
+        self,
+        name: str,
+        fixed_workers: int = 0,
+        share_ratio: float = 1.0,
+        max_workers: int | None = None,
+        priority: int = 0,
+        algorithms: Iterable[str] = (),
+    ) -> Session:
+        """Open (or update) a session; its fixed workers are planned and warmed at once."""
         self._session_message(name, "open", fixed_workers=fixed_workers, share_ratio=share_ratio,
                               max_workers=max_workers, priority=priority,
                               algorithms=list(algorithms))
-        try:
-            yield Session(self, name)
-        finally:
-            if close:
-                self._session_message(name, "close")
+        return Session(self, name)
+
+    def close_session(self, name: str) -> None:
+        """Release a session's fixed workers; its remaining tasks still run on shared GPUs."""
+        self._session_message(name, "close")
+
+    def plan(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """The resource plan: (node, gpu) -> {"session", "generation", "warm", ...}."""
+        out = {}
+        for key, value in prefix_json(self.etcd, self.keys.plan()).items():
+            node, _, index = key.rpartition("/")
+            out[(node, int(index))] = value
+        return out
 
     def admin(self, action: str, node: str, gpu: int | None = None, reason: str = "",
               wait: float = 10.0) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ ENV = {
     "heartbeat_misses": "CORRAL_HEARTBEAT_MISSES",
     "node_stable": "CORRAL_NODE_STABLE",
     "quarantine_after": "CORRAL_QUARANTINE_AFTER",
+    "idle_grace": "CORRAL_IDLE_GRACE",
     "result_ttl": "CORRAL_RESULT_TTL",
     "worker_events": "CORRAL_WORKER_EVENTS",
 }
@@ -49,6 +50,7 @@ class Settings:
     heartbeat_misses: int = 5
     node_stable: float = 10.0
     quarantine_after: int = 3
+    idle_grace: float = 2.0
     result_ttl: int = 7 * 24 * 3600
     worker_events: bool = False  # Celery task events, for Flower
     extra: dict[str, str] = field(default_factory=dict, compare=False)

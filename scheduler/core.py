@@ -13,10 +13,10 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.keys import NORMAL, URGENT, Keys, gpu_queue
+from corral.keys import NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
+from scheduler import allocator, placement, retry
 from scheduler import gpu_health as gh
 from scheduler import node_health as nh
-from scheduler import placement, retry
 from scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission
 from scheduler.records import (
     DISPATCHED,
@@ -45,6 +45,8 @@ class Policy:
     depth: int = 2
     quarantine_after: int = 3
     heartbeat_timeout: float = 10.0
+    idle_grace: float = 2.0  # a shrinking session keeps its surplus GPUs this long
+    allocate_every: float = 0.05  # seconds between allocator runs while demand changes
     nodes: nh.NodePolicy = field(default_factory=nh.NodePolicy)
 
 
@@ -60,6 +62,8 @@ class Publish:
     queue: str
     message: dict[str, Any]
     priority: int = NORMAL
+    task: str = RUN_TASK
+    id: str = ""
 
 
 @dataclass
@@ -92,6 +96,13 @@ class Core:
         self.seq = 0
         self.fx = Effects()
         self.lazy: dict[str, float] = {}  # task id -> when its deferred write is due
+        self.plan: dict[GpuKey, str | None] = {}
+        self.plan_info: dict[GpuKey, dict[str, Any]] = {}  # generation, warm algorithms
+        self.plan_generation = 0
+        self.alloc_state = allocator.AllocState()
+        self.live: Counter[str] = Counter()  # session -> tasks with a live attempt
+        self._next_allocation = 0.0
+        self._plan_dirty = True
         self._next_liveness_check = 0.0
 
     # ------------------------------------------------------------------ inputs
@@ -103,6 +114,7 @@ class Core:
         gpu_health: dict[str, dict[str, Any]] | None = None,
         node_health: dict[str, dict[str, Any]] | None = None,
         now: float = 0.0,
+        plan: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Rebuild all state from etcd alone into a fresh Core; then feed it nodes_changed()."""
         assert not self.tasks, "load() fills a fresh Core"
@@ -112,6 +124,12 @@ class Core:
             self.gpu_health[(node, int(index))] = gh.GpuHealth.from_dict(data)
         for name, data in (node_health or {}).items():
             self.node_health[name] = nh.NodeHealth.from_dict(data)
+        for key, data in (plan or {}).items():
+            node, _, index = key.rpartition("/")
+            gpu_key = (node, int(index))
+            self.plan[gpu_key] = data.get("session")
+            self.plan_info[gpu_key] = data
+            self.plan_generation = max(self.plan_generation, int(data.get("generation", 0)))
         for task in sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq):
             self.tasks[task.id] = task
             self.counts[task.state] += 1
@@ -125,6 +143,7 @@ class Core:
                 # Kept for now; nodes_changed() supersedes it if its GPU is not registered.
                 gpu = self.gpus.setdefault((attempt.node, attempt.gpu), Gpu(attempt.node, attempt.gpu))
                 gpu.outstanding.add(task.id)
+                self.live[task.session] += 1
                 self.node_health.setdefault(attempt.node, nh.NodeHealth(since=now))
                 if attempt.state == RUNNING:
                     self.seen[task.id] = now
@@ -146,6 +165,7 @@ class Core:
                         retry=dict(parsed.retry))
             self.tasks[task.id] = task
             self.counts[PENDING] += 1
+            self._plan_dirty = True
             self._event(task, now, "submitted")
             self.pending.setdefault(task.session, deque()).append(task.id)
             if task.session not in self.sessions:
@@ -156,6 +176,9 @@ class Core:
     def status(self, event: dict[str, Any], now: float, ack: Any) -> None:
         if ack is not None:
             self.fx.acks.append(ack)
+        if event.get("kind") == "warmed":
+            self._warmed(event)
+            return
         task = self.tasks.get(str(event.get("task_id")))
         attempt = task.attempt(str(event.get("attempt_id"))) if task else None
         if task is None or attempt is None:
@@ -201,7 +224,9 @@ class Core:
             indexes = {int(g["index"]) for g in info.get("gpus", [])}
             for index in indexes:
                 key = (name, index)
-                self.gpus.setdefault(key, Gpu(name, index))
+                if key not in self.gpus:
+                    self.gpus[key] = Gpu(name, index)
+                    self._plan_dirty = True
                 self.gpu_health.setdefault(key, gh.GpuHealth(since=now))
             for key in [k for k in self.gpus if k[0] == name and k[1] not in indexes]:
                 self._drop_gpu(key, now, f"GPU {key[0]}:{key[1]} is no longer registered")
@@ -253,13 +278,18 @@ class Core:
         self.route(now)
 
     def route(self, now: float) -> None:
+        self._allocate(now)
         pending = {s: q for s, q in self.pending.items() if q}
         if not pending:
             return
-        slots = [placement.Slot(k, len(g.outstanding), self._usable(k)) for k, g in self.gpus.items()]
-        urgent = sorted((t for t in self.urgent if self.tasks[t].state == PENDING),
-                        key=lambda t: self.tasks[t].seq)
-        assigned = placement.assign(pending, slots, self.policy.depth, self.constraints, urgent)
+        slots = [placement.Slot(k, len(g.outstanding), self._usable(k), self.plan.get(k))
+                 for k, g in self.gpus.items()]
+        special = sorted(
+            (t for t in self.urgent | self.constraints.keys() if self.tasks[t].state == PENDING),
+            key=lambda t: self.tasks[t].seq)
+        assigned = placement.assign(
+            pending, slots, self.policy.depth, self.constraints,
+            [(t, self.tasks[t].session, t in self.urgent) for t in special])
         if not assigned:
             return
         taken: dict[str, set[str]] = {}
@@ -280,18 +310,21 @@ class Core:
     # ------------------------------------------------------------- summaries
 
     def summary(self) -> dict[str, Any]:
-        running = Counter(t.session for t in self._live_tasks())
+        running = Counter(t.session for t in self._live_tasks() if t.state == RUNNING)
+        allocated = Counter(s for s in self.plan.values() if s is not None)
         return {
             "tasks": {s.lower(): self.counts.get(s, 0) for s in TASK_STATES},
             "sessions": [
                 {"name": name, "fixed_workers": s.get("fixed_workers", 0),
-                 "share_ratio": s.get("share_ratio", 1.0), "allocated": 0,
+                 "share_ratio": s.get("share_ratio", 1.0), "allocated": allocated.get(name, 0),
+                 "state": s.get("state", "open"),
                  "pending": len(self.pending.get(name, ())), "running": running.get(name, 0)}
                 for name, s in sorted(self.sessions.items())
             ],
             "nodes": {name: h.to_dict() for name, h in sorted(self.node_health.items())},
             "gpus": [
-                {"node": k[0], "index": k[1], "state": self._gpu_state(k), "session": None,
+                {"node": k[0], "index": k[1], "state": self._gpu_state(k), "session": self.plan.get(k),
+                 "warm": self.plan_info.get(k, {}).get("warm", []),
                  "consecutive_failures": self.gpu_health.get(k, gh.GpuHealth()).consecutive_failures,
                  "reason": self.gpu_health.get(k, gh.GpuHealth()).reason,
                  "outstanding": len(self.gpus[k].outstanding) if k in self.gpus else 0}
@@ -312,6 +345,68 @@ class Core:
             return node.state if node.state != nh.DRAINED else "draining"
         return self.gpu_health.get(key, gh.GpuHealth()).state
 
+    def _allocate(self, now: float) -> None:
+        """Run the allocator when its inputs changed (or a grace period may have ended)."""
+        due = self._plan_dirty or self.alloc_state.surplus_since
+        if not due or now < self._next_allocation:
+            return
+        self._next_allocation = now + self.policy.allocate_every
+        self._plan_dirty = False
+        specs = [
+            allocator.SessionSpec(
+                name, int(rec.get("fixed_workers", 0)) if rec.get("state") == "open" else 0,
+                float(rec.get("share_ratio", 1.0)), rec.get("max_workers"),
+                int(rec.get("priority", 0)), float(rec.get("opened", 0.0)))
+            for name, rec in self.sessions.items()
+        ]
+        demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
+        usable = [k for k in self.gpus if self._usable(k)]
+        busy = {k: len(self.gpus[k].outstanding) for k in usable}
+        plan, self.alloc_state = allocator.allocate(
+            usable, specs, demand, self.plan, busy, self.alloc_state, now, self.policy.idle_grace)
+        for key in [k for k in self.plan if k not in plan and self.plan[k] is not None]:
+            plan[key] = None  # out of service: no session
+        changed = [k for k, owner in plan.items() if self.plan.get(k) != owner]
+        if not changed:
+            return
+        self.plan_generation += 1
+        for key in changed:
+            self._assign_gpu(key, plan[key], now)
+
+    def _assign_gpu(self, key: GpuKey, session: str | None, now: float) -> None:
+        before = self.plan.get(key)
+        self.plan[key] = session
+        info = {"session": session, "generation": self.plan_generation, "since": now, "warm": []}
+        self.plan_info[key] = info
+        self.fx.writes[self.keys.plan(key[0], key[1])] = info
+        log.info("plan: GPU %s:%d %s -> %s", key[0], key[1], before, session)
+        gpu = self.gpus.get(key)
+        if gpu is None:
+            return
+        # Hand over gracefully: the running attempt finishes; queued ones of others move.
+        for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
+            task = self.tasks[task_id]
+            attempt = task.live_attempt
+            if task.session != session and attempt is not None and attempt.state == DISPATCHED:
+                self._supersede(task, attempt, now, f"GPU {key[0]}:{key[1]} went to session {session}")
+        algorithms = (self.sessions.get(session or "", {}) or {}).get("algorithms") or []
+        if session is not None and algorithms:
+            warm_id = f"warm-{key[0]}-{key[1]}-{self.plan_generation}"
+            self.fx.publishes.append(Publish(
+                gpu_queue(*key),
+                {"session": session, "algorithms": list(algorithms), "node": key[0], "gpu": key[1],
+                 "generation": self.plan_generation},
+                URGENT, WARM_TASK, warm_id))
+
+    def _warmed(self, event: dict[str, Any]) -> None:
+        key = (str(event.get("node")), int(event.get("gpu", -1)))
+        info = self.plan_info.get(key)
+        if info is None or info.get("generation") != event.get("generation"):
+            return  # the GPU has moved on since
+        info = {**info, "warm": list(event.get("algorithms") or []), "warmed": event.get("time")}
+        self.plan_info[key] = info
+        self.fx.writes[self.keys.plan(key[0], key[1])] = info
+
     def _live_tasks(self) -> list[Task]:
         return [self.tasks[t] for g in self.gpus.values() for t in g.outstanding]
 
@@ -321,6 +416,8 @@ class Core:
         task.attempts.append(attempt)
         task.current_attempt = attempt.id
         gpu.outstanding.add(task.id)
+        self.live[task.session] += 1
+        self._plan_dirty = True
         self.constraints.pop(task.id, None)
         urgent = task.id in self.urgent
         self.urgent.discard(task.id)
@@ -447,6 +544,8 @@ class Core:
         before = self.gpu_health.get(key)
         if after == before:
             return
+        if before is None or before.usable != after.usable:
+            self._plan_dirty = True
         self.gpu_health[key] = after
         self.fx.writes[self.keys.gpu_health(key[0], key[1])] = after.to_dict()
         if after.state == gh.QUARANTINED and (before is None or before.state != gh.QUARANTINED):
@@ -459,11 +558,13 @@ class Core:
 
     def _set_node(self, name: str, after: nh.NodeHealth) -> None:
         if self.node_health.get(name) != after:
+            self._plan_dirty = True
             self.node_health[name] = after
             self.fx.writes[self.keys.node_health(name)] = after.to_dict()
 
     def _drop_gpu(self, key: GpuKey, now: float, why: str) -> None:
         gpu = self.gpus.pop(key)
+        self._plan_dirty = True
         for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
             attempt = self.tasks[task_id].live_attempt
             if attempt is not None:
@@ -487,6 +588,9 @@ class Core:
         queue.insert(index, task.id)
 
     def _release(self, task: Task, attempt: Attempt) -> None:
+        """The attempt no longer occupies its GPU (called once per attempt that ends)."""
+        self.live[task.session] -= 1
+        self._plan_dirty = True
         gpu = self.gpus.get((attempt.node, attempt.gpu))
         if gpu is not None:
             gpu.outstanding.discard(task.id)
@@ -511,6 +615,7 @@ class Core:
         }
         self.sessions[req.name] = record
         self.fx.writes[self.keys.session(req.name)] = record
+        self._plan_dirty = True
 
     def _set_state(self, task: Task, state: str) -> None:
         if task.state != state:

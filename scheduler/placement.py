@@ -1,15 +1,16 @@
 """Choosing GPUs for pending tasks: a pure function from a snapshot to assignments.
 
-For now any usable GPU serves any session (the sessions allocator will narrow this to
-the plan). Least loaded GPUs are filled first; sessions are served round-robin so that
-one long backlog cannot starve another. A task that failed before carries constraints:
-never a GPU it failed on, preferably not a host it failed on.
+A task goes to a GPU that the plan gives its session (scheduler/allocator.py), least
+loaded first, never beyond `depth` outstanding attempts. Two kinds of task get more:
+urgent ones (re-routed after a loss, moved after failures) go first and may take one slot
+beyond `depth`, so they start as soon as the GPU's running task ends; constrained ones
+(which failed before) never return to a GPU they failed on, prefer another host, and may
+borrow a GPU outside their session's plan when none of its own is allowed.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ class Slot:
     key: GpuKey
     outstanding: int
     usable: bool = True
+    session: str | None = None  # whom the plan gives this GPU
 
 
 @dataclass(frozen=True)
@@ -36,55 +38,56 @@ def assign(
     slots: Iterable[Slot],
     depth: int,
     constraints: Mapping[str, Constraint] | None = None,
-    urgent: Iterable[str] = (),
+    special: Iterable[tuple[str, str, bool]] = (),
 ) -> list[tuple[str, GpuKey]]:
-    """Pair pending task ids with GPUs, never giving a GPU more than `depth` outstanding.
+    """Pair pending task ids with GPUs.
 
-    `urgent` tasks (re-routed after a loss or a failure, oldest first) go first and may
-    take one slot beyond `depth`: published at high priority, they start as soon as the
-    GPU's running task ends instead of waiting behind its queued one.
+    `pending`: session -> task ids in submit order. `special`: (task id, session, urgent)
+    for urgent or constrained tasks, oldest first; they are placed before the rest.
     """
     constraints = constraints or {}
-    load = {s.key: s.outstanding for s in slots if s.usable}
+    load: dict[GpuKey, int] = {}
+    own: dict[str | None, list[GpuKey]] = {}
+    for s in slots:
+        if s.usable:
+            load[s.key] = s.outstanding
+            own.setdefault(s.session, []).append(s.key)
     out: list[tuple[str, GpuKey]] = []
     taken: set[str] = set()
-    for task_id in urgent:
-        key = _best(load, depth + 1, constraints.get(task_id))
+    for task_id, session, urgent in special:
+        rule = constraints.get(task_id)
+        cap = depth + 1 if urgent else depth
+        key = _best(load, own.get(session, ()), cap, rule)
+        if key is None and rule is not None:  # borrow: unplanned GPUs first, then any
+            key = _best(load, own.get(None, ()), depth, rule) or _best(load, load, depth, rule)
         if key is not None:
             out.append((task_id, key))
             taken.add(task_id)
             load[key] += 1
-    heap = [(n, key) for key, n in load.items() if n < depth]
-    heapq.heapify(heap)
-    queues = deque((name, iter(ids)) for name, ids in sorted(pending.items()))
-    while heap and queues:
-        name, ids = queues.popleft()
-        task_id = next(ids, None)
-        if task_id is None:
+    for session, ids in sorted(pending.items()):
+        heap = [(load[k], k) for k in own.get(session, ()) if load[k] < depth]
+        if not heap:
             continue
-        queues.append((name, ids))
-        if task_id in taken:
-            continue
-        rule = constraints.get(task_id)
-        if rule is None:
+        heapq.heapify(heap)
+        for task_id in ids:
+            if not heap:
+                break
+            if task_id in taken or task_id in constraints:
+                continue
             n, key = heapq.heappop(heap)
-        else:
-            picked = _best(dict((k, n) for n, k in heap), depth, rule)
-            if picked is None:
-                continue  # waits for an allowed GPU; later tasks are not held up
-            index = next(i for i, (_, k) in enumerate(heap) if k == picked)
-            n, key = heap.pop(index)
-            heapq.heapify(heap)
-        out.append((task_id, key))
-        if n + 1 < depth:
-            heapq.heappush(heap, (n + 1, key))
+            out.append((task_id, key))
+            load[key] = n + 1
+            if n + 1 < depth:
+                heapq.heappush(heap, (n + 1, key))
     return out
 
 
-def _best(load: Mapping[GpuKey, int], cap: int, rule: Constraint | None) -> GpuKey | None:
-    """Least loaded GPU under `cap` that the rule allows, other hosts first."""
+def _best(load: Mapping[GpuKey, int], keys: Iterable[GpuKey], cap: int,
+          rule: Constraint | None) -> GpuKey | None:
+    """Least loaded GPU among `keys` under `cap` that the rule allows, other hosts first."""
     best: tuple[bool, int, GpuKey] | None = None
-    for key, n in load.items():
+    for key in keys:
+        n = load[key]
         if n >= cap or (rule is not None and key in rule.avoid_gpus):
             continue
         rank = (rule is not None and key[0] in rule.avoid_hosts, n, key)

@@ -20,7 +20,7 @@ import redis
 from corral import fence
 from corral.config import Settings
 from corral.etcd import connect, prefix_json
-from corral.keys import RUN_TASK, Keys
+from corral.keys import Keys
 from scheduler.core import Core, Policy
 from scheduler.election import Election
 from scheduler.http import StatusServer
@@ -49,6 +49,7 @@ class Scheduler:
             depth=settings.queue_depth,
             quarantine_after=settings.quarantine_after,
             heartbeat_timeout=settings.heartbeat * settings.heartbeat_misses,
+            idle_grace=settings.idle_grace,
             nodes=NodePolicy(stable_after=settings.node_stable),
         )
         self.core = Core(self.keys, self.policy)
@@ -201,8 +202,9 @@ class Scheduler:
                 for attempt_id in fx.fences:
                     fence.supersede(pipe, self.settings.cluster, attempt_id)
                 for pub in fx.publishes:
-                    key, payload = encode_task(pub.queue, RUN_TASK,
-                                               pub.message["attempt_id"], pub.message, pub.priority)
+                    key, payload = encode_task(pub.queue, pub.task,
+                                               pub.id or pub.message["attempt_id"], pub.message,
+                                               pub.priority)
                     pipe.lpush(key, payload)
                 pipe.execute()
         assert self.inbound is not None
@@ -221,6 +223,7 @@ class Scheduler:
             prefix_json(self.etcd, self.keys.gpu_health()),
             prefix_json(self.etcd, self.keys.node_health()),
             now,
+            prefix_json(self.etcd, self.keys.plan()),
         )
         self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
         self._summary_json = ""

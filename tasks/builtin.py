@@ -62,3 +62,16 @@ def count(args: dict[str, Any], ctx: Context) -> dict[str, int]:
             time.sleep(step)
         n += 1
     return {"count": n, "resumed_from": start}
+
+
+def _load_model() -> dict[str, Any]:
+    """Stands in for loading weights onto the GPU: CORRAL_MODEL_SETUP_SECONDS (default 2)."""
+    seconds = float(os.environ.get("CORRAL_MODEL_SETUP_SECONDS", "2"))
+    time.sleep(seconds)
+    return {"loaded_at": time.time(), "setup_seconds": seconds, "pid": os.getpid()}
+
+
+@algorithm("corral.model", setup=_load_model)
+def model(args: Any, ctx: Context) -> dict[str, Any]:
+    """A task on a 'model' whose setup() takes seconds: shows the value of warm workers."""
+    return {"model_loaded_at": ctx.state["loaded_at"], "pid": ctx.state["pid"], "args": args}

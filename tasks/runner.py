@@ -24,7 +24,7 @@ from celery.exceptions import Reject
 from corral import fence
 from corral.blobs import BlobStore
 from corral.config import Settings
-from corral.keys import RUN_TASK
+from corral.keys import RUN_TASK, WARM_TASK
 from tasks import registry
 from tasks.context import Context
 from tasks.errors import error_info, is_device_error
@@ -145,9 +145,32 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def warm_up(app: Celery, msg: dict[str, Any]) -> None:
+    """Run the session's algorithms' setup() in this worker process before its first task."""
+    settings: Settings = app.corral_settings  # type: ignore[attr-defined]
+    _Process.ensure(settings)
+    ready = []
+    for name in msg.get("algorithms", []):
+        try:
+            registry.get(name).warm()
+            ready.append(name)
+        except Exception:
+            log.exception("warm-up of %s failed", name)
+    publish(_Process.redis, {
+        "kind": "warmed", "node": os.environ.get("CORRAL_NODE", msg.get("node")),
+        "gpu": int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1))),
+        "session": msg.get("session"), "algorithms": ready, "generation": msg.get("generation"),
+        "time": time.time(),
+    })
+
+
 def register(app: Celery) -> None:
     @app.task(name=RUN_TASK, bind=True, acks_late=True, ignore_result=True)
     def run(self: Any, **msg: Any) -> None:
         follow = execute(app, msg)
         if follow is not None:
             raise self.retry(kwargs=follow, countdown=0, max_retries=None)
+
+    @app.task(name=WARM_TASK, acks_late=True, ignore_result=True)
+    def warm(**msg: Any) -> None:
+        warm_up(app, msg)

@@ -15,7 +15,7 @@ import redis
 from corral.keys import STATUS_QUEUE
 
 MAXLEN = 1_000_000  # approximate cap of the stream; the leader acknowledges far sooner
-KINDS = ("started", "heartbeat", "progress", "checkpoint", "succeeded", "failed")
+KINDS = ("started", "heartbeat", "progress", "checkpoint", "succeeded", "failed", "warmed")
 
 
 def status_event(

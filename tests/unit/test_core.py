@@ -156,3 +156,13 @@ def test_counts_follow_every_transition() -> None:
     status(core, "t0", "succeeded", result_ref="r")
     summary = core.summary()["tasks"]
     assert summary["succeeded"] == 1 and summary["queued"] == 2 and summary["pending"] == 0
+
+
+def test_tasks_submitted_before_any_gpu_is_known_are_routed_once_gpus_join() -> None:
+    core = Core(KEYS, Policy(depth=2, allocate_every=0.0))
+    submit(core, "t1")
+    core.route(1.0)
+    assert core.tasks["t1"].state == "PENDING"
+    core.nodes_changed(NODES, 1.5)
+    core.route(2.0)
+    assert core.tasks["t1"].state == "QUEUED"

@@ -78,8 +78,9 @@ class Effects:
 
 
 class Core:
-    def __init__(self, keys: Keys, policy: Policy | None = None) -> None:
+    def __init__(self, keys: Keys, policy: Policy | None = None, writer: str = "") -> None:
         self.keys = keys
+        self.writer = writer  # recorded in every event: which replica decided it
         self.policy = policy or Policy()
         self.tasks: dict[str, Task] = {}
         self.pending: dict[str, deque[str]] = {}
@@ -313,6 +314,7 @@ class Core:
         running = Counter(t.session for t in self._live_tasks() if t.state == RUNNING)
         allocated = Counter(s for s in self.plan.values() if s is not None)
         return {
+            "leader": self.writer,
             "tasks": {s.lower(): self.counts.get(s, 0) for s in TASK_STATES},
             "sessions": [
                 {"name": name, "fixed_workers": s.get("fixed_workers", 0),
@@ -625,7 +627,7 @@ class Core:
 
     def _event(self, task: Task, at: float, kind: str, lazy_until: float | None = None,
                **detail: Any) -> None:
-        task.events.append({"time": at, "event": kind, **detail})
+        task.events.append({"time": at, "event": kind, **detail, "by": self.writer})
         if len(task.events) > MAX_EVENTS:
             del task.events[1 : len(task.events) - MAX_EVENTS + 1]
         if lazy_until is not None and self.keys.task(task.id) not in self.fx.writes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from scheduler.election import Election
 from scheduler.http import StatusServer
 from scheduler.inbound import Inbound
 from scheduler.ingress import Rejection, parse, valid_id
+from scheduler.mirror import Mirror
 from scheduler.node_health import NodePolicy
 from scheduler.store import Fenced, Store
 from scheduler.wire import encode_task
@@ -52,9 +54,10 @@ class Scheduler:
             idle_grace=settings.idle_grace,
             nodes=NodePolicy(stable_after=settings.node_stable),
         )
-        self.core = Core(self.keys, self.policy)
+        self.core = Core(self.keys, self.policy, sid)
         self.inbox: queue.Queue[Any] = queue.Queue()
-        self.redis = redis.Redis.from_url(settings.broker)
+        self.redis = redis.Redis.from_url(settings.broker, client_name=f"corral-scheduler-{sid}")
+        self.origin = f"corral-scheduler/{sid}@{socket.gethostname()}"
         self.inbound: Inbound | None = None
         self.token: int | None = None
         self.stopping = threading.Event()
@@ -62,6 +65,7 @@ class Scheduler:
         self._last_summary = 0.0
         self._summary_json = ""
         self._local_algorithms = set(registry.names())
+        self.mirror = Mirror(self.etcd, self.keys.root)
 
     @property
     def role(self) -> str:
@@ -71,6 +75,7 @@ class Scheduler:
 
     def serve(self) -> None:
         self.http.start()
+        self.mirror.start()
         threading.Thread(target=self._elect, daemon=True, name="corral-election").start()
         threading.Thread(target=self._poll_nodes, daemon=True, name="corral-nodes").start()
         log.info("scheduler %s up (http %s)", self.sid, self.http.address)
@@ -204,7 +209,7 @@ class Scheduler:
                 for pub in fx.publishes:
                     key, payload = encode_task(pub.queue, pub.task,
                                                pub.id or pub.message["attempt_id"], pub.message,
-                                               pub.priority)
+                                               pub.priority, self.origin)
                     pipe.lpush(key, payload)
                 pipe.execute()
         assert self.inbound is not None
@@ -213,26 +218,38 @@ class Scheduler:
     # ------------------------------------------------------- leadership
 
     def _take_over(self, token: int) -> None:
+        """A takeover is a reconcile: state from the warm mirror (or etcd), then the world."""
         started = time.monotonic()
         self.token = token
         now = time.time()
-        self.core = Core(self.keys, self.policy)
+        current = self.etcd.get_response(self.keys.leader).header.revision
+        warm = self.mirror.wait_for(current, timeout=0.5)
+        self.mirror.stop()
+        if warm:
+            def read(prefix: str) -> dict[str, Any]:
+                return self.mirror.view(prefix[len(self.keys.root):])
+        else:
+            log.warning("mirror behind etcd; reading the whole keyspace")
+
+            def read(prefix: str) -> dict[str, Any]:
+                return prefix_json(self.etcd, prefix)
+        self.core = Core(self.keys, self.policy, self.sid)
         self.core.load(
-            list(prefix_json(self.etcd, self.keys.task()).values()),
-            prefix_json(self.etcd, self.keys.session()),
-            prefix_json(self.etcd, self.keys.gpu_health()),
-            prefix_json(self.etcd, self.keys.node_health()),
+            list(read(self.keys.task()).values()),
+            read(self.keys.session()),
+            read(self.keys.gpu_health()),
+            read(self.keys.node_health()),
             now,
-            prefix_json(self.etcd, self.keys.plan()),
+            read(self.keys.plan()),
         )
         self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
         self._summary_json = ""
         self.inbound = Inbound(self.redis, self.sid, self.inbox)
         self.inbound.start()
         log.info(
-            "%s leading (token %s): %d tasks, %d pending, rebuilt in %.0f ms",
+            "%s leading (token %s): %d tasks, %d pending, rebuilt from %s in %.0f ms",
             self.sid, token, len(self.core.tasks), sum(len(q) for q in self.core.pending.values()),
-            (time.monotonic() - started) * 1000,
+            "the warm mirror" if warm else "etcd", (time.monotonic() - started) * 1000,
         )
 
     def _step_down(self, why: str) -> None:
@@ -244,4 +261,6 @@ class Scheduler:
         if self.inbound is not None:
             self.inbound.stop()  # what was read and not acknowledged goes back to the queue
             self.inbound = None
+        if not self.stopping.is_set():
+            self.mirror.start()
         self.election.resign()

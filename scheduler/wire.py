@@ -48,7 +48,7 @@ def queue_key(queue: str, priority: int) -> str:
 
 
 def encode_task(queue: str, task: str, task_id: str, kwargs: dict[str, Any],
-                priority: int) -> tuple[str, str]:
+                priority: int, origin: str = ORIGIN) -> tuple[str, str]:
     """(Redis list, payload) of a Celery protocol-2 message that a worker on `queue` runs.
 
     Built by hand rather than through Celery's producer: the leader publishes thousands a
@@ -59,7 +59,7 @@ def encode_task(queue: str, task: str, task_id: str, kwargs: dict[str, Any],
         "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
         "root_id": task_id, "parent_id": None, "argsrepr": "()",
         "kwargsrepr": repr({k: kwargs.get(k) for k in ("task_id", "attempt_id", "algorithm")}),
-        "origin": ORIGIN, "ignore_result": True, "replaced_task_nesting": 0,
+        "origin": origin, "ignore_result": True, "replaced_task_nesting": 0,
         "stamped_headers": None, "stamps": {},
     }
     body = json.dumps([[], kwargs, EMBED], separators=(",", ":")).encode()

@@ -132,15 +132,16 @@ class Inbound:
                 self._stop.wait(0.5)
 
     def _read_status(self) -> None:
-        cursor = "0"  # first our own pending entries (claimed at takeover), then new ones
+        # First our own pending entries (those claimed at takeover), paging by id; once
+        # that history is empty, only new entries (">").
+        cursor: str | bytes = "0"
         while not self._stop.is_set():
             try:
                 reply = self.r.xreadgroup(GROUP, self.sid, {STATUS_QUEUE: cursor}, count=BATCH,
-                                          block=50)
+                                          block=None if cursor != ">" else 50)
                 entries = reply[0][1] if reply else []
-                if cursor == "0" and not entries:
-                    cursor = ">"
-                    continue
+                if cursor != ">":
+                    cursor = entries[-1][0] if entries else ">"
                 for entry_id, fields in entries:
                     raw = fields.get(b"e") or fields.get("e")
                     try:
@@ -148,8 +149,6 @@ class Inbound:
                     except (TypeError, ValueError) as exc:
                         body, error = None, f"undecodable status event: {exc}"
                     self.inbox.put(("status", {}, body, error, ("status", self, entry_id)))
-                if cursor == "0" and entries:
-                    cursor = entries[-1][0]
             except redis.RedisError as exc:
                 log.warning("reading status failed: %s", exc)
                 self._stop.wait(0.5)

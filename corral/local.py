@@ -24,6 +24,7 @@ from typing import Any
 from corral.config import Settings
 from corral.etcd import connect, get_json, prefix_json
 from corral.keys import Keys
+from corral.netns import TestNet
 
 
 class ClusterError(RuntimeError):
@@ -124,6 +125,7 @@ class LocalCluster:
         flower: bool = True,
         settings: Settings | None = None,
         redis_password: str | None = None,
+        netns: bool = False,
     ) -> None:
         self.dir = Path(state_dir).resolve()
         self.n_nodes = nodes
@@ -138,6 +140,8 @@ class LocalCluster:
         self.redis_password = redis_password if redis_password is not None else secrets.token_hex(12)
         self.procs: list[Proc] = []
         self.info: dict[str, Any] = {}
+        # With netns, each scheduler is its own network host and partitions are real.
+        self.net = TestNet() if netns else None
 
     # -------------------------------------------------------------- start
 
@@ -153,6 +157,8 @@ class LocalCluster:
                 raise ClusterError(f"a cluster is already running from {self.dir}; `corral down` first")
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
+            if self.net is not None:
+                self.net.create()
             etcd = self._start_etcd()
             broker = self._start_redis()
             self.info = {"etcd": etcd, "broker": broker, "cluster": self.base.cluster}
@@ -192,7 +198,7 @@ class LocalCluster:
         for name, client, peer in members:
             self._spawn("etcd", name, [
                 binary, "--name", name, "--data-dir", str(self.dir / name),
-                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-client-urls", ",".join(f"http://{a}:{client}" for a in self._listen()),
                 "--advertise-client-urls", f"http://127.0.0.1:{client}",
                 "--listen-peer-urls", f"http://127.0.0.1:{peer}",
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
@@ -219,7 +225,7 @@ class LocalCluster:
     def _start_redis(self) -> str:
         binary = require_binary("redis-server", "redis-server")
         port = free_port()
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        args = [binary, "--port", str(port), "--bind", *self._listen(), "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes"]
         if self.redis_password:
             args += ["--requirepass", self.redis_password]
@@ -238,9 +244,27 @@ class LocalCluster:
         self._wait(ok, 20, "redis-server did not answer")
         return url
 
+    def _listen(self) -> list[str]:
+        return ["127.0.0.1"] + ([self.net.gateway] if self.net is not None else [])
+
     def start_scheduler(self, sid: str) -> Proc:
-        return self._spawn("scheduler", sid, [sys.executable, "-m", "corral.cli", "scheduler",
-                                              "--id", sid], self.settings.to_env())
+        args = [sys.executable, "-m", "corral.cli", "scheduler", "--id", sid]
+        settings = self.settings
+        if self.net is not None:
+            args = self.net.add_host(sid) + args
+            gateway = self.net.gateway
+            settings = settings.with_(etcd=settings.etcd.replace("127.0.0.1", gateway),
+                                      broker=settings.broker.replace("127.0.0.1", gateway))
+        return self._spawn("scheduler", sid, args, settings.to_env())
+
+    def partition(self, sid: str) -> None:
+        """Cut scheduler `sid` off from etcd and Redis (it keeps running)."""
+        assert self.net is not None, "partitions need LocalCluster(netns=True)"
+        self.net.partition(sid)
+
+    def heal(self, sid: str) -> None:
+        assert self.net is not None
+        self.net.heal(sid)
 
     def start_node(self, name: str, gpus: int | None = None) -> Proc:
         gpus = self.n_gpus if gpus is None else gpus
@@ -341,6 +365,8 @@ class LocalCluster:
             pids = [p.pid for p in self.procs if p.role == role]
             if pids:
                 stop_groups(pids, grace=10.0)
+        if self.net is not None:
+            self.net.remove()
         path = self.dir / "cluster.json"
         if path.exists():
             path.unlink()

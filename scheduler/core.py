@@ -8,6 +8,7 @@ message acks, which the shell performs only after the writes have committed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class Core:
         self.algorithms: set[str] = set()
         self.counts: Counter[str] = Counter()
         self.seen: dict[str, float] = {}  # task id -> last sign of life of its RUNNING attempt
+        self.gpu_seen: dict[GpuKey, float] = {}  # last word from a GPU's worker, or first work given
         self.seq = 0
         self.fx = Effects()
         self.lazy: dict[str, float] = {}  # task id -> when its deferred write is due
@@ -144,6 +146,7 @@ class Core:
                 # Kept for now; nodes_changed() supersedes it if its GPU is not registered.
                 gpu = self.gpus.setdefault((attempt.node, attempt.gpu), Gpu(attempt.node, attempt.gpu))
                 gpu.outstanding.add(task.id)
+                self.gpu_seen.setdefault((attempt.node, attempt.gpu), now)
                 self.live[task.session] += 1
                 self.node_health.setdefault(attempt.node, nh.NodeHealth(since=now))
                 if attempt.state == RUNNING:
@@ -177,9 +180,13 @@ class Core:
     def status(self, event: dict[str, Any], now: float, ack: Any) -> None:
         if ack is not None:
             self.fx.acks.append(ack)
+        with contextlib.suppress(TypeError, ValueError):
+            self.gpu_seen[(str(event.get("node")), int(event.get("gpu", -1)))] = now
         if event.get("kind") == "warmed":
             self._warmed(event)
             return
+        if not event.get("task_id"):
+            return  # a worker's sign of life outside any task (warm-up heartbeat)
         task = self.tasks.get(str(event.get("task_id")))
         attempt = task.attempt(str(event.get("attempt_id"))) if task else None
         if task is None or attempt is None:
@@ -417,6 +424,8 @@ class Core:
         attempt = Attempt(id=f"{task.id}.a{number}", node=gpu.node, gpu=gpu.index, dispatched=now)
         task.attempts.append(attempt)
         task.current_attempt = attempt.id
+        if not gpu.outstanding:
+            self.gpu_seen[(gpu.node, gpu.index)] = now  # the silence clock starts with work
         gpu.outstanding.add(task.id)
         self.live[task.session] += 1
         self._plan_dirty = True
@@ -511,6 +520,23 @@ class Core:
                         attempt.node, attempt.gpu, now - last)
             self._failed(task, attempt, {"type": "WorkerLost",
                                          "message": f"no heartbeat for {now - last:.1f} s"}, now, now)
+        # A worker that died holding a message it had not started leaves that attempt
+        # DISPATCHED forever (the broker returns it only after its visibility timeout):
+        # a GPU with work and no word from its worker for as long gives that work back.
+        for key, gpu in self.gpus.items():
+            if not gpu.outstanding or now - self.gpu_seen.get(key, now) <= limit:
+                continue
+            attempts = [self.tasks[t].live_attempt for t in gpu.outstanding]
+            if any(a is not None and a.state == RUNNING for a in attempts):
+                continue
+            log.warning("no word from the worker of GPU %s:%d for %.1f s; moving its queued work",
+                        key[0], key[1], now - self.gpu_seen[key])
+            self.gpu_seen[key] = now
+            for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
+                attempt = self.tasks[task_id].live_attempt
+                if attempt is not None:
+                    self._supersede(self.tasks[task_id], attempt, now,
+                                    f"no word from the worker of GPU {key[0]}:{key[1]}")
 
     def _gpu_succeeded(self, task: Task, attempt: Attempt, now: float) -> None:
         key = (attempt.node, attempt.gpu)

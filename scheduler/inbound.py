@@ -124,6 +124,9 @@ class Inbound:
                 if not items:
                     item = self.r.blmove(INGRESS_QUEUE, self.processing, 0.05, "RIGHT", "LEFT")
                     items = [item] if item is not None else []
+                if self._stop.is_set():  # the term ended while we read: hand it all back
+                    self._restore(keys=[self.processing, INGRESS_QUEUE])
+                    return
                 for raw in items:
                     headers, body, error = decode(raw)
                     self.inbox.put(("ingress", headers, body, error, ("ingress", self)))

@@ -56,7 +56,10 @@ class Scheduler:
         )
         self.core = Core(self.keys, self.policy, sid)
         self.inbox: queue.Queue[Any] = queue.Queue()
-        self.redis = redis.Redis.from_url(settings.broker, client_name=f"corral-scheduler-{sid}")
+        # Timeouts: a leader cut off from Redis must fail fast and step down, not hang.
+        self.redis = redis.Redis.from_url(settings.broker, client_name=f"corral-scheduler-{sid}",
+                                          socket_timeout=5, socket_connect_timeout=2,
+                                          health_check_interval=10)
         self.origin = f"corral-scheduler/{sid}@{socket.gethostname()}"
         self.inbound: Inbound | None = None
         self.token: int | None = None

@@ -149,16 +149,23 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
     """Run the session's algorithms' setup() in this worker process before its first task."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
     _Process.ensure(settings)
+    node = os.environ.get("CORRAL_NODE", msg.get("node"))
+    gpu = int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1)))
+    beat = _Heartbeat(settings.heartbeat, lambda kind: {"kind": kind, "node": node, "gpu": gpu,
+                                                        "time": time.time()})
+    beat.start()  # model loading can take minutes: the scheduler must know the worker lives
     ready = []
-    for name in msg.get("algorithms", []):
-        try:
-            registry.get(name).warm()
-            ready.append(name)
-        except Exception:
-            log.exception("warm-up of %s failed", name)
+    try:
+        for name in msg.get("algorithms", []):
+            try:
+                registry.get(name).warm()
+                ready.append(name)
+            except Exception:
+                log.exception("warm-up of %s failed", name)
+    finally:
+        beat.stopped.set()
     publish(_Process.redis, {
-        "kind": "warmed", "node": os.environ.get("CORRAL_NODE", msg.get("node")),
-        "gpu": int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1))),
+        "kind": "warmed", "node": node, "gpu": gpu,
         "session": msg.get("session"), "algorithms": ready, "generation": msg.get("generation"),
         "time": time.time(),
     })

@@ -179,3 +179,28 @@ def test_drain_moves_queued_work_and_keeps_running_work() -> None:
     assert all(core.tasks[t].state == "RUNNING" for t in running)
     n1_live = [t for t in core.tasks if core.tasks[t].live_attempt and where(core, t)[0] == "n1"]
     assert sorted(n1_live) == sorted(running)
+
+
+def test_work_queued_on_a_silent_gpu_moves_after_the_heartbeat_timeout() -> None:
+    core = make(heartbeat_timeout=10.0)
+    for i in range(8):
+        submit(core, f"t{i}")
+    core.route(1.0)
+    stuck = [t for t in core.tasks if where(core, t) == ("n1", 0)]
+    for t in core.tasks:
+        if t not in stuck:
+            report(core, t, "started", now=2.0)
+            report(core, t, "succeeded", now=2.5, result_ref="r")
+    core.tick(12.0)
+    assert all(core.tasks[t].attempts[0].state == "SUPERSEDED" for t in stuck)
+    assert all(core.tasks[t].state in ("PENDING", "QUEUED") for t in stuck)
+
+
+def test_a_gpu_that_reports_keeps_its_queued_work() -> None:
+    core = make(heartbeat_timeout=10.0)
+    submit(core, "t")
+    core.route(1.0)
+    node, gpu = where(core, "t")
+    core.status({"kind": "heartbeat", "node": node, "gpu": gpu, "time": 9.0}, 9.0, None)
+    core.tick(15.0)
+    assert core.tasks["t"].attempts[0].state == "DISPATCHED"

@@ -257,6 +257,15 @@ class LocalCluster:
                                       broker=settings.broker.replace("127.0.0.1", gateway))
         return self._spawn("scheduler", sid, args, settings.to_env())
 
+    def restart(self, name: str) -> Proc:
+        """Start a stopped process of this cluster again, as it was started."""
+        proc = self.proc(name)
+        if proc.role == "scheduler":
+            return self.start_scheduler(name)
+        if proc.role == "node":
+            return self.start_node(name)
+        return self._spawn(proc.role, name, proc.args)
+
     def partition(self, sid: str) -> None:
         """Cut scheduler `sid` off from etcd and Redis (it keeps running)."""
         assert self.net is not None, "partitions need LocalCluster(netns=True)"

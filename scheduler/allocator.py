@@ -75,21 +75,26 @@ def water_fill(capacity: int, specs: list[SessionSpec], floors: Mapping[str, int
 
 def _lambda(capacity: int, specs: list[SessionSpec], floors: Mapping[str, int],
             caps: Mapping[str, int]) -> float:
+    """The water level: used(lambda) = capacity, by bisection over the breakpoints."""
     def used(lam: float) -> float:
         return sum(min(caps[s.name], max(floors[s.name], lam * s.ratio)) for s in specs)
 
     points = sorted({0.0} | {floors[s.name] / s.ratio for s in specs}
                     | {caps[s.name] / s.ratio for s in specs})
-    lo = 0.0
-    for p in points:  # used() is piecewise linear and non-decreasing between breakpoints
-        if used(p) >= capacity:
-            hi = p
-            break
-        lo = p
-    else:
+    if used(points[-1]) < capacity:
         return points[-1]
-    u_lo, u_hi = used(lo), used(hi)
-    return lo if u_hi == u_lo else lo + (hi - lo) * (capacity - u_lo) / (u_hi - u_lo)
+    lo, hi = 0, len(points) - 1  # used() is non-decreasing: find the first point reaching capacity
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if used(points[mid]) >= capacity:
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == 0:
+        return points[0]
+    a, b = points[lo - 1], points[lo]
+    u_a, u_b = used(a), used(b)  # linear between neighbouring breakpoints
+    return a if u_b == u_a else a + (b - a) * (capacity - u_a) / (u_b - u_a)
 
 
 def shares(capacity: int, sessions: list[SessionSpec], demand: Mapping[str, int],
@@ -151,13 +156,9 @@ def allocate(
     grace: float,
 ) -> tuple[dict[GpuKey, str | None], AllocState]:
     """The plan for `gpus` (usable ones only) and the allocator's next state."""
-    gpus = sorted(gpus)
     names = {s.name for s in sessions}
-    have: dict[str, int] = {}
-    for key in gpus:
-        owner = current.get(key)
-        if owner in names:
-            have[owner] = have.get(owner, 0) + 1
+    counted = Counter(map(current.get, gpus))
+    have = {name: n for name, n in counted.items() if name in names}
     fair = shares(len(gpus), sessions, demand)
     since: dict[str, float] = {}
     held: dict[str, int] = {}
@@ -168,4 +169,8 @@ def allocate(
                 since[name] = started
                 held[name] = n
     targets = shares(len(gpus), sessions, demand, held) if held else fair
-    return place(targets, gpus, current, busy), AllocState(since)
+    state = AllocState(since)
+    if ({n: c for n, c in targets.items() if c} == have and len(current) == len(gpus)
+            and current.keys() == set(gpus)):
+        return dict(current), state  # nothing to move: the usual case under a steady load
+    return place(targets, sorted(gpus), current, busy), state

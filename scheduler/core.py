@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter, deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,10 @@ class Core:
         self.live: Counter[str] = Counter()  # session -> tasks with a live attempt
         self._next_allocation = 0.0
         self._plan_dirty = True
+        self.allocate_fn = allocator.allocate  # the simulator wraps it to time each run
+        self.has_room: set[GpuKey] = set()  # GPUs below the queue depth
+        self._topology = 0  # bumped whenever the set of usable GPUs may change
+        self._usable_cache: tuple[int, frozenset[GpuKey]] = (-1, frozenset())
         self._next_liveness_check = 0.0
 
     # ------------------------------------------------------------------ inputs
@@ -151,6 +156,7 @@ class Core:
                 self.node_health.setdefault(attempt.node, nh.NodeHealth(since=now))
                 if attempt.state == RUNNING:
                     self.seen[task.id] = now
+        self.has_room = {k for k, g in self.gpus.items() if len(g.outstanding) < self.policy.depth}
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -211,6 +217,7 @@ class Core:
             attempt.state, attempt.ended = SUCCEEDED, at
             attempt.started = attempt.started or at
             task.result_ref = event.get("result_ref")
+            self.seen.pop(task.id, None)
             self._release(task, attempt)
             self._set_state(task, SUCCEEDED)
             self._event(task, at, "succeeded", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
@@ -222,6 +229,7 @@ class Core:
     def nodes_changed(self, nodes: dict[str, dict[str, Any]], now: float) -> None:
         """Level-triggered: make the GPU table and node health match the registrations."""
         self.nodes = nodes
+        self._topology += 1
         self.algorithms = {a for n in nodes.values() for a in n.get("algorithms", [])}
         for name, info in nodes.items():
             before = self.node_health.get(name)
@@ -234,6 +242,7 @@ class Core:
                 key = (name, index)
                 if key not in self.gpus:
                     self.gpus[key] = Gpu(name, index)
+                    self.has_room.add(key)
                     self._plan_dirty = True
                 self.gpu_health.setdefault(key, gh.GpuHealth(since=now))
             for key in [k for k in self.gpus if k[0] == name and k[1] not in indexes]:
@@ -290,11 +299,18 @@ class Core:
         pending = {s: q for s, q in self.pending.items() if q}
         if not pending:
             return
-        slots = [placement.Slot(k, len(g.outstanding), self._usable(k), self.plan.get(k))
-                 for k, g in self.gpus.items()]
         special = sorted(
             (t for t in self.urgent | self.constraints.keys() if self.tasks[t].state == PENDING),
             key=lambda t: self.tasks[t].seq)
+        # Only GPUs that can take something: below the depth, or one above it for urgent work.
+        urgent = any(t in self.urgent for t in special)
+        cap = self.policy.depth + (1 if urgent else 0)
+        usable = self._usable_set()
+        candidates = usable if urgent else self.has_room & usable
+        slots = [placement.Slot(k, n, True, self.plan.get(k)) for k in candidates
+                 if (n := len(self.gpus[k].outstanding)) < cap]
+        if not slots:
+            return
         assigned = placement.assign(
             pending, slots, self.policy.depth, self.constraints,
             [(t, self.tasks[t].session, t in self.urgent) for t in special])
@@ -310,6 +326,15 @@ class Core:
                 ids.discard(queue.popleft())
             if ids:
                 self.pending[session] = deque(t for t in queue if t not in ids)
+
+    def forget(self, task_id: str) -> None:
+        """Drop a terminal task from memory (its record stays in etcd until retention ends)."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.terminal:
+            del self.tasks[task_id]
+            for index in (self.lazy, self.seen, self.constraints):
+                index.pop(task_id, None)
+            self.urgent.discard(task_id)
 
     def take_effects(self) -> Effects:
         fx, self.fx = self.fx, Effects()
@@ -343,7 +368,17 @@ class Core:
 
     # -------------------------------------------------------------- internals
 
+    def _usable_set(self) -> frozenset[GpuKey]:
+        version, keys = self._usable_cache
+        if version != self._topology:
+            keys = frozenset(k for k in self.gpus if self._usable_uncached(k))
+            self._usable_cache = (self._topology, keys)
+        return keys
+
     def _usable(self, key: GpuKey) -> bool:
+        return key in self._usable_set()
+
+    def _usable_uncached(self, key: GpuKey) -> bool:
         node = self.node_health.get(key[0])
         health = self.gpu_health.get(key)
         return bool(node and node.usable and (health is None or health.usable)) and key[0] in self.nodes
@@ -369,9 +404,9 @@ class Core:
             for name, rec in self.sessions.items()
         ]
         demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
-        usable = [k for k in self.gpus if self._usable(k)]
-        busy = {k: len(self.gpus[k].outstanding) for k in usable}
-        plan, self.alloc_state = allocator.allocate(
+        usable = list(self._usable_set())
+        busy = _Busy(self.gpus)
+        plan, self.alloc_state = self.allocate_fn(
             usable, specs, demand, self.plan, busy, self.alloc_state, now, self.policy.idle_grace)
         for key in [k for k in self.plan if k not in plan and self.plan[k] is not None]:
             plan[key] = None  # out of service: no session
@@ -427,6 +462,8 @@ class Core:
         if not gpu.outstanding:
             self.gpu_seen[(gpu.node, gpu.index)] = now  # the silence clock starts with work
         gpu.outstanding.add(task.id)
+        if len(gpu.outstanding) >= self.policy.depth:
+            self.has_room.discard((gpu.node, gpu.index))
         self.live[task.session] += 1
         self._plan_dirty = True
         self.constraints.pop(task.id, None)
@@ -574,6 +611,7 @@ class Core:
             return
         if before is None or before.usable != after.usable:
             self._plan_dirty = True
+            self._topology += 1
         self.gpu_health[key] = after
         self.fx.writes[self.keys.gpu_health(key[0], key[1])] = after.to_dict()
         if after.state == gh.QUARANTINED and (before is None or before.state != gh.QUARANTINED):
@@ -587,12 +625,15 @@ class Core:
     def _set_node(self, name: str, after: nh.NodeHealth) -> None:
         if self.node_health.get(name) != after:
             self._plan_dirty = True
+            self._topology += 1
             self.node_health[name] = after
             self.fx.writes[self.keys.node_health(name)] = after.to_dict()
 
     def _drop_gpu(self, key: GpuKey, now: float, why: str) -> None:
         gpu = self.gpus.pop(key)
+        self.has_room.discard(key)
         self._plan_dirty = True
+        self._topology += 1
         for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
             attempt = self.tasks[task_id].live_attempt
             if attempt is not None:
@@ -622,6 +663,8 @@ class Core:
         gpu = self.gpus.get((attempt.node, attempt.gpu))
         if gpu is not None:
             gpu.outstanding.discard(task.id)
+            if len(gpu.outstanding) < self.policy.depth:
+                self.has_room.add((gpu.node, gpu.index))
 
     def _reject(self, rejection: Rejection, now: float) -> None:
         log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)", rejection.reason)
@@ -667,6 +710,26 @@ class Core:
             if due <= now:
                 del self.lazy[task_id]
                 self.fx.writes[self.keys.task(task_id)] = self.tasks[task_id]
+
+
+class _Busy(Mapping[GpuKey, int]):
+    """Outstanding attempts per GPU, read only where the allocator asks (it rarely does)."""
+
+    def __init__(self, gpus: dict[GpuKey, Gpu]) -> None:
+        self._gpus = gpus
+
+    def __getitem__(self, key: GpuKey) -> int:
+        return len(self._gpus[key].outstanding)
+
+    def get(self, key: GpuKey, default: int = 0) -> int:  # type: ignore[override]
+        gpu = self._gpus.get(key)
+        return default if gpu is None else len(gpu.outstanding)
+
+    def __iter__(self) -> Iterator[GpuKey]:
+        return iter(self._gpus)
+
+    def __len__(self) -> int:
+        return len(self._gpus)
 
 
 def _brief(event: dict[str, Any]) -> str:

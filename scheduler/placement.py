@@ -13,14 +13,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 GpuKey = tuple[str, int]
 NO_GPUS: frozenset[GpuKey] = frozenset()
 NO_HOSTS: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):  # a tuple: thousands are made per tick at scale
     key: GpuKey
     outstanding: int
     usable: bool = True

@@ -310,6 +310,33 @@ def session_list(
 
 
 @app.command()
+def simulate(
+    nodes: int = typer.Option(100, "--nodes", min=1),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", min=1),
+    sessions: int = typer.Option(20, "--sessions", min=1),
+    tasks: int = typer.Option(100_000, "--tasks", min=1),
+    faults: float = typer.Option(0.0, "--faults", min=0.0, max=0.5,
+                                 help="share of attempts failing, of GPUs faulty, of nodes lost"),
+    seed: int = typer.Option(1, "--seed"),
+    task_seconds: float = typer.Option(1.0, "--task-seconds", min=0.01),
+    as_json: bool = typer.Option(False, "--json", help="end with one JSON line of the figures"),
+) -> None:
+    """Run the real scheduler core against a simulated cluster on a simulated clock (no I/O)."""
+    from corral.display import print_simulation
+    from scheduler.simulate import SimConfig
+    from scheduler.simulate import simulate as run
+
+    logging.disable(logging.WARNING)  # the core's per-GPU warnings would flood the terminal
+    figures = run(SimConfig(nodes=nodes, gpus_per_node=gpus_per_node, sessions=sessions, tasks=tasks,
+                            faults=faults, seed=seed, task_seconds=task_seconds))
+    print_simulation(figures)
+    if as_json:
+        typer.echo(json.dumps(figures))
+    if not figures["invariants_hold"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     tasks: int = typer.Option(200, "--tasks", min=1),
     gpus: int = typer.Option(4, "--gpus", min=1),

@@ -28,3 +28,24 @@ def print_status(st: dict[str, Any], console: Console | None = None) -> None:
                          str(s["allocated"]), str(s["pending"]), str(s["running"]))
     console.print(sessions)
     console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in st["tasks"].items()))
+
+
+def print_simulation(f: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table("figure", "value", title=f"simulated: {f['nodes']} nodes, {f['gpus']} GPUs, "
+                  f"{f['sessions']} sessions, {f['tasks']} tasks, faults {f['faults']}")
+    rows = [
+        ("routing decisions", f"{f['routing_decisions']:,}"),
+        ("decisions per second of core CPU", f"{f['decisions_per_second']:,.0f}"),
+        ("allocator runs", f"{f['allocator_runs']:,}"),
+        ("allocator p50 / p99", f"{f['allocator_p50_ms']:.1f} ms / {f['allocator_p99_ms']:.1f} ms"),
+        ("etcd writes per simulated second", f"{f['etcd_writes_per_second']:,.0f} "
+         f"(in {f['etcd_transactions_per_second']:.0f} transactions)"),
+        ("simulated / wall time", f"{f['simulated_seconds']:.0f} s / {f['wall_seconds']:.0f} s"),
+        ("outcomes", ", ".join(f"{k} {v:,}" for k, v in f["outcomes"].items())),
+        ("GPUs quarantined, nodes lost", f"{f['gpus_quarantined']}, {f['nodes_lost']}"),
+        ("invariants", "hold" if f["invariants_hold"] else "VIOLATED: " + "; ".join(f["violations"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)

@@ -7,7 +7,7 @@ so child processes started by the launcher inherit them through the environment.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 ENV = {
     "etcd": "CORRAL_ETCD",
@@ -53,7 +53,6 @@ class Settings:
     idle_grace: float = 2.0
     result_ttl: int = 7 * 24 * 3600
     worker_events: bool = False  # Celery task events, for Flower
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -43,17 +43,9 @@ def connect(settings: Settings, timeout: float = 5.0) -> MultiEndpointEtcd3Clien
         raise EtcdUnavailable(f"cannot reach etcd at {settings.etcd}: {exc}") from exc
 
 
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-
-
-def loads(raw: bytes | None) -> Any:
-    return None if raw is None else json.loads(raw)
-
-
 def get_json(client: MultiEndpointEtcd3Client, key: str) -> Any:
     value, _meta = client.get(key)
-    return loads(value)
+    return None if value is None else json.loads(value)
 
 
 def snapshot(client: MultiEndpointEtcd3Client, prefix: str, page: int = 500) -> tuple[dict[str, bytes], int]:

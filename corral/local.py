@@ -210,9 +210,6 @@ class LocalCluster:
         self._wait(lambda: self._etcd_ok(endpoints), 30, "etcd did not answer")
         return endpoints
 
-    def etcd_member_info(self) -> list[Proc]:
-        return [p for p in self.procs if p.role == "etcd"]
-
     def _etcd_ok(self, endpoints: str) -> bool:
         try:
             client = connect(self.base.with_(etcd=endpoints), timeout=1)

@@ -66,7 +66,7 @@ class Scheduler:
         self.stopping = threading.Event()
         self.http = StatusServer(self, http_port)
         self._last_summary = 0.0
-        self._summary_json = ""
+        self._summary_last: dict[str, Any] = {}
         self._local_algorithms = set(registry.names())
         self.mirror = Mirror(self.etcd, self.keys.root)
 
@@ -194,10 +194,10 @@ class Scheduler:
         fx = self.core.take_effects()
         if now - self._last_summary >= SUMMARY_EVERY:
             self._last_summary = now
-            summary = json.dumps(self.core.summary(), sort_keys=True)
-            if summary != self._summary_json:
-                self._summary_json = summary
-                fx.writes[self.keys.summary] = json.loads(summary)
+            summary = self.core.summary()
+            if summary != self._summary_last:
+                self._summary_last = summary
+                fx.writes[self.keys.summary] = summary
         if not fx:
             return
         assert self.token is not None
@@ -246,7 +246,7 @@ class Scheduler:
             read(self.keys.plan()),
         )
         self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
-        self._summary_json = ""
+        self._summary_last = {}
         self.inbound = Inbound(self.redis, self.sid, self.inbox)
         self.inbound.start()
         log.info(

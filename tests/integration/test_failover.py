@@ -21,15 +21,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from running_cluster(tmp_path_factory, nodes=1, gpus=4, schedulers=3)
 
 
-@pytest.fixture(scope="module")
-def client(ha: LocalCluster) -> Iterator[Client]:
-    c = Client(ha.settings)
-    yield c
-    c.close()
 
 
 def schedulers(cluster: LocalCluster) -> list[str]:
@@ -37,37 +32,37 @@ def schedulers(cluster: LocalCluster) -> list[str]:
 
 
 def test_every_task_completes_after_all_schedulers_are_killed_and_restarted(
-    ha: LocalCluster, client: Client
+    cluster: LocalCluster, client: Client
 ) -> None:
     handles = client.map("corral.sleep", [{"seconds": 0.05}] * 500)
     wait_until(lambda: client.status()["tasks"]["succeeded"] >= 20, 30, "work to flow")
-    for name in schedulers(ha):
-        ha.kill(name, signal.SIGKILL)
+    for name in schedulers(cluster):
+        cluster.kill(name, signal.SIGKILL)
     st = client.status()["tasks"]
     print(f"\nall schedulers killed with {st['pending']} pending, {st['queued']} queued, "
           f"{st['running']} running")
     time.sleep(1)
-    for name in schedulers(ha):
-        ha.start_scheduler(name)
+    for name in schedulers(cluster):
+        cluster.start_scheduler(name)
     records = client.wait(handles, timeout=180)
     assert Counter(r["state"] for r in records.values()) == {"SUCCEEDED": 500}
     for r in records.values():
         assert [a["state"] for a in r["attempts"]].count("SUCCEEDED") == 1
 
 
-def test_a_deposed_leader_writes_nothing_and_publishes_nothing(ha: LocalCluster, client: Client) -> None:
+def test_a_deposed_leader_writes_nothing_and_publishes_nothing(cluster: LocalCluster, client: Client) -> None:
     wait_until(lambda: client.status()["leader"]["id"] is not None, 10, "a leader")
     old = client.status()["leader"]["id"]
     handles = client.map("corral.sleep", [{"seconds": 0.05}] * 300)
     wait_until(lambda: client.status()["tasks"]["running"] + client.status()["tasks"]["queued"] > 0,
                10, "work in flight")
-    os.kill(ha.proc(old).pid, signal.SIGSTOP)
+    os.kill(cluster.proc(old).pid, signal.SIGSTOP)
     more = client.map("corral.echo", [{"n": i} for i in range(50)])  # waits in the old inbox too
     try:
         wait_until(lambda: client.status()["leader"]["id"] not in (None, old), 10, "a new leader")
     finally:
         pushed: list[str] = []
-        r = redis.Redis.from_url(ha.settings.broker)
+        r = redis.Redis.from_url(cluster.settings.broker)
         stop = threading.Event()
 
         def watch() -> None:
@@ -83,7 +78,7 @@ def test_a_deposed_leader_writes_nothing_and_publishes_nothing(ha: LocalCluster,
         spy.start()
         time.sleep(0.3)
         resumed = time.time()
-        os.kill(ha.proc(old).pid, signal.SIGCONT)
+        os.kill(cluster.proc(old).pid, signal.SIGCONT)
     time.sleep(4)  # the old leader wakes, tries to act, is fenced, steps down
     stop.set()
     r.lpush("corral.nothing", "x")  # wakes the monitor so it sees stop

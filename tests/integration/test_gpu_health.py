@@ -1,4 +1,4 @@
-"""M4 with real workers: a faulty GPU is quarantined, bad tasks quarantine nothing."""
+"""M4 with real workers: a cluster GPU is quarantined, bad tasks quarantine nothing."""
 
 from __future__ import annotations
 
@@ -20,16 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from running_cluster(tmp_path_factory, nodes=1, gpus=4, schedulers=1,
-                               faulty=["node-1:2"])
+                               cluster=["node-1:2"])
 
 
-@pytest.fixture(scope="module")
-def client(faulty: LocalCluster) -> Iterator[Client]:
-    c = Client(faulty.settings)
-    yield c
-    c.close()
 
 
 def gpu_health(client: Client, node: str, index: int) -> dict:
@@ -64,7 +59,7 @@ def test_a_stream_of_failing_tasks_quarantines_no_healthy_gpu(client: Client) ->
         assert gpu_health(client, "node-1", index).get("state") != "quarantined"
 
 
-def test_an_operator_quarantines_and_releases_a_gpu(faulty: LocalCluster, client: Client) -> None:
+def test_an_operator_quarantines_and_releases_a_gpu(cluster: LocalCluster, client: Client) -> None:
     assert client.admin("gpu.quarantine", "node-1", 3)["state"] == "quarantined"
     handles = client.map("corral.probe", [None] * 12)
     records = client.wait(handles, timeout=60)
@@ -76,15 +71,15 @@ def test_an_operator_quarantines_and_releases_a_gpu(faulty: LocalCluster, client
     ), 60, "GPU 3 serving again after release")
 
 
-def test_an_nvml_health_signal_quarantines_at_once(faulty: LocalCluster, client: Client) -> None:
-    faulty.fault_file("node-1").write_text(json.dumps({"1": "Xid 79: GPU has fallen off the bus"}))
+def test_an_nvml_health_signal_quarantines_at_once(cluster: LocalCluster, client: Client) -> None:
+    cluster.fault_file("node-1").write_text(json.dumps({"1": "Xid 79: GPU has fallen off the bus"}))
     wait_until(lambda: gpu_health(client, "node-1", 1).get("state") == "quarantined", 10,
                "quarantine after an NVML signal")
     assert "Xid 79" in gpu_health(client, "node-1", 1)["reason"]
 
 
 def test_a_worker_killed_mid_task_is_a_failed_attempt_and_the_task_succeeds(
-    faulty: LocalCluster, client: Client
+    cluster: LocalCluster, client: Client
 ) -> None:
     h = client.submit("corral.sleep", {"seconds": 3}, retry=Retry(local=2, hosts=2, backoff=0.1))
     wait_until(lambda: h.state() == "RUNNING", 30, "the task to start")
@@ -96,7 +91,7 @@ def test_a_worker_killed_mid_task_is_a_failed_attempt_and_the_task_succeeds(
             break
         time.sleep(0.1)
     # The attempt's worker pid is in its started event; kill that pool process.
-    pid = _pid_of_running_attempt(faulty, record)
+    pid = _pid_of_running_attempt(cluster, record)
     os.kill(pid, signal.SIGKILL)
     assert h.result(timeout=60) == {"slept": 3.0}
     attempts = client.task(h.id)["attempts"]

@@ -21,15 +21,10 @@ TASKS = 200
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from running_cluster(tmp_path_factory, nodes=2, gpus=2, schedulers=1)
 
 
-@pytest.fixture(scope="module")
-def client(two_nodes: LocalCluster) -> Iterator[Client]:
-    c = Client(two_nodes.settings)
-    yield c
-    c.close()
 
 
 def node_state(client: Client, name: str) -> str:
@@ -57,13 +52,13 @@ def assert_exactly_one_outcome(records: dict, n: int) -> None:
 
 
 def test_killing_a_node_reroutes_its_work_within_one_lease(
-    two_nodes: LocalCluster, client: Client
+    cluster: LocalCluster, client: Client
 ) -> None:
-    ttl = two_nodes.settings.node_ttl
+    ttl = cluster.settings.node_ttl
     handles = client.map("corral.sleep", [{"seconds": 0.5}] * TASKS)
     wait_until(lambda: succeeded_count(client, handles[:40]) >= 20, 60, "work to flow on both nodes")
     killed_at = time.time()
-    os.killpg(two_nodes.proc("node-2").pid, signal.SIGKILL)
+    os.killpg(cluster.proc("node-2").pid, signal.SIGKILL)
     records = client.wait(handles, timeout=240)
     assert_exactly_one_outcome(records, TASKS)
     starts = rerouted_starts(records)
@@ -74,25 +69,25 @@ def test_killing_a_node_reroutes_its_work_within_one_lease(
     assert delay <= ttl + 1.0
     assert node_state(client, "node-2") == "lost"
 
-    two_nodes.start_node("node-2")
+    cluster.start_node("node-2")
     wait_until(lambda: node_state(client, "node-2") == "rejoining", 30, "node-2 registering again")
     rejoined = time.monotonic()
     wait_until(lambda: node_state(client, "node-2") == "up", 30, "node-2 re-admitted")
     waited = time.monotonic() - rejoined
     print(f"node-2 re-admitted after {waited:.1f} s (stabilization window "
-          f"{two_nodes.settings.node_stable:.0f} s)")
-    assert waited >= two_nodes.settings.node_stable - 1.0
+          f"{cluster.settings.node_stable:.0f} s)")
+    assert waited >= cluster.settings.node_stable - 1.0
     probes = client.wait(client.map("corral.probe", [None] * 16), timeout=60)
     assert any(client.result(r)["node"] == "node-2" for r in probes.values())
 
 
 def test_a_frozen_node_thawed_after_rerouting_records_no_second_outcome(
-    two_nodes: LocalCluster, client: Client
+    cluster: LocalCluster, client: Client
 ) -> None:
     wait_until(lambda: node_state(client, "node-2") == "up", 30, "node-2 up")
     handles = client.map("corral.sleep", [{"seconds": 0.5}] * 100)
     wait_until(lambda: succeeded_count(client, handles[:30]) >= 10, 60, "work to flow")
-    group = two_nodes.proc("node-2").pid
+    group = cluster.proc("node-2").pid
     os.killpg(group, signal.SIGSTOP)
     try:
         wait_until(lambda: node_state(client, "node-2") == "lost", 15, "node-2 declared lost")

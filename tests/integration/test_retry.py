@@ -14,15 +14,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from running_cluster(tmp_path_factory, nodes=2, gpus=2, schedulers=1)
 
 
-@pytest.fixture(scope="module")
-def client(two_nodes: LocalCluster) -> Iterator[Client]:
-    c = Client(two_nodes.settings)
-    yield c
-    c.close()
 
 
 def test_a_task_that_fails_twice_then_succeeds_stays_on_its_gpu(client: Client) -> None:

@@ -18,15 +18,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def eight_gpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from running_cluster(tmp_path_factory, nodes=2, gpus=4, schedulers=3)
 
 
-@pytest.fixture(scope="module")
-def client(eight_gpus: LocalCluster) -> Iterator[Client]:
-    c = Client(eight_gpus.settings)
-    yield c
-    c.close()
 
 
 def allocation(client: Client) -> Counter:
@@ -34,7 +29,7 @@ def allocation(client: Client) -> Counter:
 
 
 def test_backlogs_share_gpus_by_ratio_and_freed_gpus_move_within_the_grace(
-    eight_gpus: LocalCluster, client: Client
+    cluster: LocalCluster, client: Client
 ) -> None:
     a = client.open_session("A", fixed_workers=1, share_ratio=1)
     b = client.open_session("B", fixed_workers=1, share_ratio=3)
@@ -47,18 +42,18 @@ def test_backlogs_share_gpus_by_ratio_and_freed_gpus_move_within_the_grace(
     print(f"\nallocation settled at {dict(allocation(client))} after {settled:.2f} s")
     client.wait(b_tasks, timeout=120)
     b_done = time.time()
-    wait_until(lambda: allocation(client)["A"] >= 7, eight_gpus.settings.idle_grace + 2,
+    wait_until(lambda: allocation(client)["A"] >= 7, cluster.settings.idle_grace + 2,
                "A taking B's freed GPUs")
     moved = time.time() - b_done
     print(f"A holds {allocation(client)['A']} GPUs {moved:.2f} s after B's backlog ended "
-          f"(idle grace {eight_gpus.settings.idle_grace:.1f} s)")
-    assert moved <= eight_gpus.settings.idle_grace + 0.5
+          f"(idle grace {cluster.settings.idle_grace:.1f} s)")
+    assert moved <= cluster.settings.idle_grace + 0.5
     records = client.wait(a_tasks, timeout=180)
     assert all(r["state"] == "SUCCEEDED" for r in records.values())
 
 
 def test_a_new_session_gets_its_fixed_workers_within_one_task_without_killing_any(
-    eight_gpus: LocalCluster, client: Client
+    cluster: LocalCluster, client: Client
 ) -> None:
     a = client.open_session("A", fixed_workers=1, share_ratio=1)
     b = client.open_session("B", fixed_workers=1, share_ratio=3)
@@ -82,17 +77,17 @@ def test_a_new_session_gets_its_fixed_workers_within_one_task_without_killing_an
     client.close_session("C")
 
 
-def test_a_failover_keeps_the_plan_and_every_fixed_worker(eight_gpus: LocalCluster, client: Client) -> None:
+def test_a_failover_keeps_the_plan_and_every_fixed_worker(cluster: LocalCluster, client: Client) -> None:
     for name in ("A", "B"):
         client.close_session(name)
     client.open_session("F1", fixed_workers=3)
     client.open_session("F2", fixed_workers=2)
     wait_until(lambda: allocation(client)["F1"] == 3 and allocation(client)["F2"] == 2, 10,
                "fixed workers planned")
-    time.sleep(eight_gpus.settings.idle_grace + 0.5)  # let surplus from earlier tests go
+    time.sleep(cluster.settings.idle_grace + 0.5)  # let surplus from earlier tests go
     before = {k: v["session"] for k, v in client.plan().items()}
     leader = client.status()["leader"]["id"]
-    os.kill(eight_gpus.proc(leader).pid, signal.SIGKILL)
+    os.kill(cluster.proc(leader).pid, signal.SIGKILL)
     lowest = {"F1": 3, "F2": 2}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -107,4 +102,4 @@ def test_a_failover_keeps_the_plan_and_every_fixed_worker(eight_gpus: LocalClust
     after = {k: v["session"] for k, v in client.plan().items()}
     assert after == before
     assert lowest == {"F1": 3, "F2": 2}
-    eight_gpus.start_scheduler(leader)
+    cluster.start_scheduler(leader)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from running_cluster(tmp_path_factory, nodes=1, gpus=4, schedulers=1,
-                               cluster=["node-1:2"])
+                               faulty=["node-1:2"])
 
 
 

@@ -27,6 +27,7 @@ ENV = {
     "node_stable": "CORRAL_NODE_STABLE",
     "quarantine_after": "CORRAL_QUARANTINE_AFTER",
     "idle_grace": "CORRAL_IDLE_GRACE",
+    "task_retention": "CORRAL_TASK_RETENTION",
     "result_ttl": "CORRAL_RESULT_TTL",
     "worker_events": "CORRAL_WORKER_EVENTS",
 }
@@ -51,6 +52,7 @@ class Settings:
     node_stable: float = 10.0
     quarantine_after: int = 3
     idle_grace: float = 2.0
+    task_retention: float = 86400.0
     result_ttl: int = 7 * 24 * 3600
     worker_events: bool = False  # Celery task events, for Flower
 

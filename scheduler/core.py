@@ -49,6 +49,7 @@ class Policy:
     heartbeat_timeout: float = 10.0
     idle_grace: float = 2.0  # a shrinking session keeps its surplus GPUs this long
     allocate_every: float = 0.05  # seconds between allocator runs while demand changes
+    task_retention: float = 86400.0  # terminal task records are deleted after this long
     nodes: nh.NodePolicy = field(default_factory=nh.NodePolicy)
 
 
@@ -112,6 +113,7 @@ class Core:
         self._topology = 0  # bumped whenever the set of usable GPUs may change
         self._usable_cache: tuple[int, frozenset[GpuKey]] = (-1, frozenset())
         self._next_liveness_check = 0.0
+        self._next_compaction = 0.0
 
     # ------------------------------------------------------------------ inputs
 
@@ -292,6 +294,9 @@ class Core:
             self._next_liveness_check = now + 0.5
             self._check_liveness(now)
             self._flush_lazy(now)
+        if now >= self._next_compaction:
+            self._next_compaction = now + 30.0
+            self.compact(now)
         self.route(now)
 
     def route(self, now: float) -> None:
@@ -326,6 +331,20 @@ class Core:
                 ids.discard(queue.popleft())
             if ids:
                 self.pending[session] = deque(t for t in queue if t not in ids)
+
+    def compact(self, now: float) -> int:
+        """Delete the records of tasks terminal for longer than the retention period."""
+        cutoff = now - self.policy.task_retention
+        old = [t for t in self.tasks.values()
+               if t.terminal and t.events and t.events[-1]["time"] < cutoff]
+        for task in old:
+            self.fx.writes[self.keys.task(task.id)] = None
+            self.counts[task.state] -= 1
+            self.forget(task.id)
+        if old:
+            log.info("compacted %d terminal task record(s) older than %.0f s", len(old),
+                     self.policy.task_retention)
+        return len(old)
 
     def forget(self, task_id: str) -> None:
         """Drop a terminal task from memory (its record stays in etcd until retention ends)."""

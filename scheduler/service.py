@@ -52,6 +52,7 @@ class Scheduler:
             quarantine_after=settings.quarantine_after,
             heartbeat_timeout=settings.heartbeat * settings.heartbeat_misses,
             idle_grace=settings.idle_grace,
+            task_retention=settings.task_retention,
             nodes=NodePolicy(stable_after=settings.node_stable),
         )
         self.core = Core(self.keys, self.policy, sid)

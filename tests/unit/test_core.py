@@ -166,3 +166,20 @@ def test_tasks_submitted_before_any_gpu_is_known_are_routed_once_gpus_join() -> 
     core.nodes_changed(NODES, 1.5)
     core.route(2.0)
     assert core.tasks["t1"].state == "QUEUED"
+
+
+def test_terminal_records_are_deleted_after_the_retention_period_and_live_ones_kept() -> None:
+    core = Core(KEYS, Policy(depth=2, task_retention=100.0))
+    core.nodes_changed(NODES, 0.0)
+    submit(core, "done")
+    submit(core, "waiting")
+    core.route(1.5)
+    status(core, "done", "started")
+    status(core, "done", "succeeded", result_ref="r")
+    core.take_effects()
+    assert core.compact(50.0) == 0
+    assert core.compact(200.0) == 1
+    fx = core.take_effects()
+    assert fx.writes[KEYS.task("done")] is None
+    assert "done" not in core.tasks and "waiting" in core.tasks
+    assert core.summary()["tasks"]["succeeded"] == 0

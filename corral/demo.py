@@ -44,8 +44,8 @@ def run_demo(tasks: int = 200, gpus: int = 4, state_dir: Path = Path(".corral-de
         per_gpu = Counter(
             f"{r['attempts'][-1]['node']}:{r['attempts'][-1]['gpu']}" for r in records.values()
         )
-        table = Table("GPU", "tasks", title=f"{tasks} corral.echo tasks in {elapsed:.2f} s "
-                      f"({tasks / elapsed:.0f} tasks/s)")
+        console.print(f"{tasks} corral.echo tasks in {elapsed:.2f} s ({tasks / elapsed:.0f} tasks/s)")
+        table = Table("GPU", "tasks", title="where they ran")
         for gpu, n in sorted(per_gpu.items()):
             table.add_row(gpu, str(n))
         console.print(table)

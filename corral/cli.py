@@ -285,9 +285,8 @@ def session_open(
     etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
 ) -> None:
     """Open (or update) a session."""
-    client = _client(etcd, broker, cluster)
-    client._session_message(name, "open", fixed_workers=fixed_workers, share_ratio=share_ratio,
-                            max_workers=max_workers, priority=priority)
+    _client(etcd, broker, cluster).open_session(name, fixed_workers, share_ratio, max_workers,
+                                                priority)
     typer.echo(f"session {name} open requested")
 
 
@@ -297,7 +296,7 @@ def session_close(
     etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
 ) -> None:
     """Close a session."""
-    _client(etcd, broker, cluster)._session_message(name, "close")
+    _client(etcd, broker, cluster).close_session(name)
     typer.echo(f"session {name} close requested")
 
 

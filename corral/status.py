@@ -35,12 +35,7 @@ def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:
                         "uuid": g.get("uuid"),
                         "model": g.get("model"),
                         "simulated": g.get("simulated", False),
-                        "state": gpu_view.get((name, g["index"]), {}).get("state", "healthy"),
-                        "session": gpu_view.get((name, g["index"]), {}).get("session"),
-                        "consecutive_failures": gpu_view.get((name, g["index"]), {}).get(
-                            "consecutive_failures", 0),
-                        "outstanding": gpu_view.get((name, g["index"]), {}).get("outstanding", 0),
-                        "reason": gpu_view.get((name, g["index"]), {}).get("reason", ""),
+                        **_gpu_view(gpu_view.get((name, g["index"]), {})),
                     }
                     for g in info.get("gpus", [])
                 ],
@@ -52,3 +47,10 @@ def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:
             "tasks", {"pending": 0, "queued": 0, "running": 0, "succeeded": 0, "failed": 0}
         ),
     }
+
+
+def _gpu_view(view: dict[str, Any]) -> dict[str, Any]:
+    """What the leader's summary says of one GPU, with defaults for a GPU it has not seen."""
+    return {"state": view.get("state", "healthy"), "session": view.get("session"),
+            "consecutive_failures": view.get("consecutive_failures", 0),
+            "outstanding": view.get("outstanding", 0), "reason": view.get("reason", "")}

@@ -518,12 +518,12 @@ class Core:
         key = (attempt.node, attempt.gpu)
         self._gpu_failed(task, key, is_device_error(error), now)
         decision = retry.decide(task, attempt)
-        expected = f"{task.id}.a{len(task.attempts) + 1}"
-        if retry_as and not (retry_as == expected and isinstance(decision, retry.LocalRetry)
-                             and self._usable(key)):
+        local = isinstance(decision, retry.LocalRetry) and self._usable(key)
+        worker_retry = retry_as == f"{task.id}.a{len(task.attempts) + 1}"
+        if retry_as and not (local and worker_retry):
             self.fx.fences.append(str(retry_as))  # the worker's own retry must not run
-        if isinstance(decision, retry.LocalRetry) and self._usable(key):
-            if retry_as == expected:
+        if local:
+            if worker_retry:
                 # The worker has already re-queued it through Celery's retry: record, don't publish.
                 follow = Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu, dispatched=at)
                 task.attempts.append(follow)

@@ -194,7 +194,7 @@ class Chaos:
 
     def worker_kill(self, client: Client) -> str:
         node = self.rng.choice([p for p in self.cluster.procs if p.role == "node"])
-        workers = [pid for pid in _children(node.pid)]
+        workers = _children(node.pid)
         if not workers:
             return f"no worker on {node.name} right now"
         victim = self.rng.choice(workers)

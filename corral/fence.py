@@ -26,8 +26,12 @@ def supersede(pipe: redis.client.Pipeline, cluster: str, attempt_id: str) -> Non
     pipe.set(key(cluster, attempt_id), SUPERSEDED, ex=TTL)
 
 
-def claim(client: redis.Redis, cluster: str, attempt_id: str) -> Literal["run", "superseded", "lost"]:
-    before = client.set(key(cluster, attempt_id), STARTED, nx=True, get=True, ex=TTL)
+def claim_in(pipe: redis.client.Pipeline, cluster: str, attempt_id: str) -> None:
+    """Queue a claim in a pipeline; read its reply with verdict()."""
+    pipe.set(key(cluster, attempt_id), STARTED, nx=True, get=True, ex=TTL)
+
+
+def verdict(before: bytes | None) -> Literal["run", "superseded", "lost"]:
     if before is None:
         return "run"
     return "superseded" if before == SUPERSEDED else "lost"

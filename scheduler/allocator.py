@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import functools
+import heapq
+import itertools
 import math
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 GpuKey = tuple[str, int]
@@ -31,7 +33,7 @@ class SessionSpec:
     priority: int = 0
     opened: float = 0.0
 
-    @property
+    @functools.cached_property
     def order(self) -> tuple[int, float, str]:
         return (-self.priority, self.opened, self.name)
 
@@ -44,9 +46,17 @@ class AllocState:
 
 
 def fixed_shares(capacity: int, sessions: Iterable[SessionSpec]) -> dict[str, int]:
+    return _fixed(capacity, sorted(sessions, key=_order))
+
+
+def _order(s: SessionSpec) -> tuple[int, float, str]:
+    return s.order
+
+
+def _fixed(capacity: int, ordered: list[SessionSpec]) -> dict[str, int]:
     out: dict[str, int] = {}
     left = capacity
-    for s in sorted(sessions, key=lambda s: s.order):
+    for s in ordered:
         want = s.fixed if s.max_workers is None else min(s.fixed, s.max_workers)
         out[s.name] = min(want, left)
         left -= out[s.name]
@@ -63,48 +73,52 @@ def water_fill(capacity: int, specs: list[SessionSpec], floors: Mapping[str, int
     ideal = {s.name: min(caps[s.name], max(floors[s.name], lam * s.ratio)) for s in specs}
     shares = {n: int(math.floor(v + 1e-9)) for n, v in ideal.items()}
     left = capacity - sum(shares.values())
-    by_remainder = sorted(specs, key=lambda s: (-(ideal[s.name] - shares[s.name]), s.order))
-    for s in by_remainder:
-        if left <= 0:
-            break
-        if shares[s.name] < caps[s.name] and ideal[s.name] - shares[s.name] > 1e-9:
-            shares[s.name] += 1
-            left -= 1
+    if left <= 0:
+        return shares
+    open_ = [s for s in specs if shares[s.name] < caps[s.name] and ideal[s.name] - shares[s.name] > 1e-9]
+    for s in sorted(open_, key=lambda s: (-(ideal[s.name] - shares[s.name]), s.order))[:left]:
+        shares[s.name] += 1
     return shares
 
 
 def _lambda(capacity: int, specs: list[SessionSpec], floors: Mapping[str, int],
             caps: Mapping[str, int]) -> float:
-    """The water level: used(lambda) = capacity, by bisection over the breakpoints."""
-    def used(lam: float) -> float:
-        return sum(min(caps[s.name], max(floors[s.name], lam * s.ratio)) for s in specs)
+    """The water level: used(lambda) = capacity.
 
-    points = sorted({0.0} | {floors[s.name] / s.ratio for s in specs}
-                    | {caps[s.name] / s.ratio for s in specs})
-    if used(points[-1]) < capacity:
-        return points[-1]
-    lo, hi = 0, len(points) - 1  # used() is non-decreasing: find the first point reaching capacity
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if used(points[mid]) >= capacity:
-            hi = mid
-        else:
-            lo = mid + 1
-    if lo == 0:
-        return points[0]
-    a, b = points[lo - 1], points[lo]
-    u_a, u_b = used(a), used(b)  # linear between neighbouring breakpoints
-    return a if u_b == u_a else a + (b - a) * (capacity - u_a) / (u_b - u_a)
+    used(lambda) = sum of min(cap, max(floor, lambda x ratio)) is piecewise linear: a
+    session adds its ratio to the slope from floor/ratio to cap/ratio. One sweep over
+    the sorted breakpoints finds the level, O(S log S).
+    """
+    used = 0.0
+    points: list[tuple[float, float]] = []
+    for s in specs:
+        floor, cap = floors[s.name], caps[s.name]
+        used += floor
+        if cap > floor:
+            points.append((floor / s.ratio, s.ratio))
+            points.append((cap / s.ratio, -s.ratio))
+    if used >= capacity or not points:
+        return 0.0
+    points.sort()
+    at = slope = 0.0
+    for point, delta in points:
+        reach = used + slope * (point - at)
+        if reach >= capacity:
+            return at + (capacity - used) / slope
+        used, at = reach, point
+        slope += delta
+    return at
 
 
 def shares(capacity: int, sessions: list[SessionSpec], demand: Mapping[str, int],
            held: Mapping[str, int] | None = None) -> dict[str, int]:
     """GPU count per session. `held`: counts a session may keep above its fair share."""
     held = held or {}
-    fixed = fixed_shares(capacity, sessions)
+    ordered = sorted(sessions, key=_order)
+    fixed = _fixed(capacity, ordered)
     left = capacity - sum(fixed.values())
     floors = dict(fixed)
-    for s in sorted(sessions, key=lambda s: s.order):  # surplus in grace, from what is left
+    for s in ordered if held else ():  # surplus in grace, from what is left
         extra = min(max(0, held.get(s.name, 0) - floors[s.name]), left)
         floors[s.name] += extra
         left -= extra
@@ -117,36 +131,70 @@ def shares(capacity: int, sessions: list[SessionSpec], demand: Mapping[str, int]
     return water_fill(capacity, sessions, floors, caps)
 
 
-def place(targets: Mapping[str, int], gpus: list[GpuKey], current: Mapping[GpuKey, str | None],
+def place(targets: Mapping[str, int], gpus: Iterable[GpuKey], current: Mapping[GpuKey, str | None],
           busy: Mapping[GpuKey, int]) -> dict[GpuKey, str | None]:
     """Concrete GPUs for the target counts, moving as few as possible, idle ones first."""
-    plan: dict[GpuKey, str | None] = {}
-    kept: dict[str, list[GpuKey]] = {}
-    for key in gpus:
-        owner = current.get(key)
-        if owner is not None and targets.get(owner, 0) > 0:
-            kept.setdefault(owner, []).append(key)
-    free: list[GpuKey] = [k for k in gpus if current.get(k) is None or targets.get(current[k], 0) == 0]
-    for owner, keys in kept.items():
-        keys.sort(key=lambda k: (-busy.get(k, 0), k))  # busy GPUs are the last to go
-        keep = targets[owner]
-        for key in keys[:keep]:
-            plan[key] = owner
-        free.extend(keys[keep:])
-    free.sort(key=lambda k: (busy.get(k, 0), k), reverse=True)  # pop() takes the idlest
-    placed = Counter(plan.values())
-    needs = {name: n - placed.get(name, 0) for name, n in targets.items()}
-    for name in sorted(needs, key=lambda n: (-needs[n], n)):
-        while needs[name] > 0 and free:
-            plan[free.pop()] = name
-            needs[name] -= 1
-    for key in free:
-        plan[key] = None
+    gpus = set(gpus)
+    plan = {key: current.get(key) for key in gpus}
+    plan.update(moves(targets, gpus, invert(current, gpus), busy))
     return plan
 
 
+def invert(current: Mapping[GpuKey, str | None], gpus: Iterable[GpuKey]) -> dict[str, set[GpuKey]]:
+    """Session -> the GPUs among `gpus` that the plan `current` gives it."""
+    owned: dict[str, set[GpuKey]] = {}
+    for key in gpus:
+        owner = current.get(key)
+        if owner is not None:
+            owned.setdefault(owner, set()).add(key)
+    return owned
+
+
+def moves(targets: Mapping[str, int], gpus: Set[GpuKey], owned: Mapping[str | None, Collection[GpuKey]],
+          busy: Mapping[GpuKey, int]) -> dict[GpuKey, str | None]:
+    """Only the GPUs whose session changes: at scale a run moves a few of thousands.
+
+    Work is proportional to the sessions and to the GPUs that may move (a shrinking
+    session's surplus, the free ones), not to the whole pool; ties break on the GPU key,
+    so the outcome does not depend on the order of any input.
+    """
+    released: list[GpuKey] = []  # GPUs leaving their session: surplus, or a session with none due
+    staying: list[Collection[GpuKey]] = []
+    for owner, keys in owned.items():
+        if owner is None or not keys:
+            continue
+        keep = targets.get(owner, 0)
+        if len(keys) <= keep:
+            staying.append(keys)
+        elif keep <= 0:
+            released.extend(keys)
+        else:
+            ordered = sorted(keys, key=lambda k: (-busy.get(k, 0), k))  # busy GPUs are the last to go
+            staying.append(ordered[:keep])
+            released.extend(ordered[keep:])
+    out: dict[GpuKey, str | None] = dict.fromkeys(released)
+    needs = {name: n - len(owned.get(name, ())) for name, n in targets.items()
+             if n > len(owned.get(name, ()))}
+    if needs:
+        free = set(gpus).difference(*staying)
+        chosen = iter(_idlest(free, sum(needs.values()), busy))
+        for name in sorted(needs, key=lambda n: (-needs[n], n)):
+            for key in itertools.islice(chosen, needs[name]):
+                out[key] = name
+    return out
+
+
+def _idlest(free: set[GpuKey], k: int, busy: Mapping[GpuKey, int]) -> list[GpuKey]:
+    """The k GPUs of `free` with the fewest outstanding attempts, ties by key, in that order."""
+    idle = free.difference(busy)  # a plain dict makes this a walk over `free` alone
+    if len(idle) >= k:
+        return heapq.nsmallest(k, idle)
+    rest = free - idle
+    return sorted(idle) + heapq.nsmallest(k - len(idle), rest, key=lambda g: (busy.get(g, 0), g))
+
+
 def allocate(
-    gpus: list[GpuKey],
+    gpus: Iterable[GpuKey],
     sessions: list[SessionSpec],
     demand: Mapping[str, int],
     current: Mapping[GpuKey, str | None],
@@ -156,9 +204,33 @@ def allocate(
     grace: float,
 ) -> tuple[dict[GpuKey, str | None], AllocState]:
     """The plan for `gpus` (usable ones only) and the allocator's next state."""
+    gpus = set(gpus)
+    changed, state = changes(gpus, sessions, demand, current, busy, state, now, grace)
+    plan = {key: current.get(key) for key in gpus}
+    plan.update(changed)
+    return plan, state
+
+
+def changes(
+    gpus: Set[GpuKey],
+    sessions: list[SessionSpec],
+    demand: Mapping[str, int],
+    current: Mapping[GpuKey, str | None],
+    busy: Mapping[GpuKey, int],
+    state: AllocState,
+    now: float,
+    grace: float,
+    owned: Mapping[str | None, Collection[GpuKey]] | None = None,
+) -> tuple[dict[GpuKey, str | None], AllocState]:
+    """What `allocate` decides, as the GPUs whose session changes (the service's form).
+
+    `owned` is `current` inverted (session -> its GPUs, all among `gpus`) for a caller
+    that keeps that index: then a run costs nothing per GPU that stays where it is.
+    """
+    if owned is None:
+        owned = invert(current, gpus)
     names = {s.name for s in sessions}
-    counted = Counter(map(current.get, gpus))
-    have = {name: n for name, n in counted.items() if name in names}
+    have = {name: len(keys) for name, keys in owned.items() if name in names and keys}
     fair = shares(len(gpus), sessions, demand)
     since: dict[str, float] = {}
     held: dict[str, int] = {}
@@ -170,7 +242,6 @@ def allocate(
                 held[name] = n
     targets = shares(len(gpus), sessions, demand, held) if held else fair
     state = AllocState(since)
-    if ({n: c for n, c in targets.items() if c} == have and len(current) == len(gpus)
-            and current.keys() == set(gpus)):
-        return dict(current), state  # nothing to move: the usual case under a steady load
-    return place(targets, sorted(gpus), current, busy), state
+    if {n: c for n, c in targets.items() if c} == have:
+        return {}, state  # nothing to move: the usual case under a steady load
+    return moves(targets, gpus, owned, busy), state

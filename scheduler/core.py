@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from tasks.errors import is_device_error
 log = logging.getLogger("corral.scheduler")
 
 GpuKey = tuple[str, int]
+NO_GPUS: frozenset[GpuKey] = frozenset()
 MAX_EVENTS = 200
 LAZY_WRITE = 1.0  # seconds a RUNNING transition may wait to be written with the next change
 
@@ -53,11 +53,17 @@ class Policy:
     nodes: nh.NodePolicy = field(default_factory=nh.NodePolicy)
 
 
-@dataclass
+@dataclass(slots=True)
 class Gpu:
     node: str
     index: int
     outstanding: set[str] = field(default_factory=set)  # task ids with a live attempt here
+    key: GpuKey = ("", 0)
+    queue: str = ""  # its Celery queue
+
+    def __post_init__(self) -> None:
+        self.key = (self.node, self.index)
+        self.queue = gpu_queue(self.node, self.index)
 
 
 @dataclass
@@ -71,13 +77,21 @@ class Publish:
 
 @dataclass
 class Effects:
-    writes: dict[str, Any] = field(default_factory=dict)
+    writes: dict[str, Any] = field(default_factory=dict)  # etcd key -> value (None deletes)
+    tasks: dict[str, Task | None] = field(default_factory=dict)  # task records to write (None deletes)
     fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
     publishes: list[Publish] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.fences or self.publishes or self.acks)
+        return bool(self.writes or self.tasks or self.fences or self.publishes or self.acks)
+
+    def all_writes(self, keys: Keys) -> dict[str, Any]:
+        """Every etcd write, task records under their keys."""
+        out = dict(self.writes)
+        for task_id, task in self.tasks.items():
+            out[keys.task(task_id)] = task
+        return out
 
 
 class Core:
@@ -102,14 +116,18 @@ class Core:
         self.fx = Effects()
         self.lazy: dict[str, float] = {}  # task id -> when its deferred write is due
         self.plan: dict[GpuKey, str | None] = {}
+        self.serving: dict[str | None, set[GpuKey]] = {}  # the plan inverted: session -> GPUs
+        self._specs: list[allocator.SessionSpec] | None = None  # the allocator's view of sessions
         self.plan_info: dict[GpuKey, dict[str, Any]] = {}  # generation, warm algorithms
         self.plan_generation = 0
         self.alloc_state = allocator.AllocState()
         self.live: Counter[str] = Counter()  # session -> tasks with a live attempt
         self._next_allocation = 0.0
         self._plan_dirty = True
-        self.allocate_fn = allocator.allocate  # the simulator wraps it to time each run
+        self.allocate_fn = allocator.changes  # the simulator wraps it to time each run
+        self._planned_topology = -1  # the topology the plan last dropped unusable GPUs for
         self.has_room: set[GpuKey] = set()  # GPUs below the queue depth
+        self.busy: dict[GpuKey, int] = {}  # outstanding attempts of GPUs that have any
         self._topology = 0  # bumped whenever the set of usable GPUs may change
         self._usable_cache: tuple[int, frozenset[GpuKey]] = (-1, frozenset())
         self._next_liveness_check = 0.0
@@ -138,6 +156,7 @@ class Core:
             node, _, index = key.rpartition("/")
             gpu_key = (node, int(index))
             self.plan[gpu_key] = data.get("session")
+            self.serving.setdefault(data.get("session"), set()).add(gpu_key)
             self.plan_info[gpu_key] = data
             self.plan_generation = max(self.plan_generation, int(data.get("generation", 0)))
         for task in sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq):
@@ -159,6 +178,7 @@ class Core:
                 if attempt.state == RUNNING:
                     self.seen[task.id] = now
         self.has_room = {k for k, g in self.gpus.items() if len(g.outstanding) < self.policy.depth}
+        self.busy = {k: len(g.outstanding) for k, g in self.gpus.items() if g.outstanding}
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -188,27 +208,36 @@ class Core:
     def status(self, event: dict[str, Any], now: float, ack: Any) -> None:
         if ack is not None:
             self.fx.acks.append(ack)
-        with contextlib.suppress(TypeError, ValueError):
-            self.gpu_seen[(str(event.get("node")), int(event.get("gpu", -1)))] = now
-        if event.get("kind") == "warmed":
+        node, gpu = event.get("node"), event.get("gpu", -1)
+        if type(node) is str and type(gpu) is int:  # noqa: E721 (the usual case, checked fast)
+            _touch(self.gpu_seen, (node, gpu), now)
+        else:
+            with contextlib.suppress(TypeError, ValueError):
+                _touch(self.gpu_seen, (str(node), int(gpu)), now)
+        kind = event.get("kind")
+        if kind == "warmed":
             self._warmed(event)
             return
-        if not event.get("task_id"):
+        task_id = event.get("task_id")
+        if not task_id:
             return  # a worker's sign of life outside any task (warm-up heartbeat)
-        task = self.tasks.get(str(event.get("task_id")))
-        attempt = task.attempt(str(event.get("attempt_id"))) if task else None
+        task = self.tasks.get(str(task_id))
+        attempt = None
+        if task is not None and task.attempts:
+            attempt_id = event.get("attempt_id")
+            last = task.attempts[-1]  # the current attempt: the usual case
+            attempt = last if last.id == attempt_id else task.attempt(str(attempt_id))
         if task is None or attempt is None:
             log.info("status for an unknown task or attempt ignored: %s", _brief(event))
             return
         if task.current_attempt != attempt.id or attempt.state not in (DISPATCHED, RUNNING):
             log.info("late %s of %s attempt %s ignored", event.get("kind"), task.id, attempt.id)
             return
-        kind = event.get("kind")
         at = float(event.get("time") or now)
         if kind in ("heartbeat", "progress", "checkpoint"):
-            self.seen[task.id] = now
+            _touch(self.seen, task.id, now)
         elif kind == "started":
-            self.seen[task.id] = now
+            _touch(self.seen, task.id, now)
             if attempt.state == DISPATCHED:
                 attempt.state, attempt.started = RUNNING, at
                 self._set_state(task, RUNNING)
@@ -285,7 +314,7 @@ class Core:
                         self._supersede(self.tasks[task_id], attempt, now, f"node {req.node} drained")
 
     def tick(self, now: float) -> None:
-        for name, health in list(self.node_health.items()):
+        for name, health in [(n, h) for n, h in self.node_health.items() if h.state == nh.REJOINING]:
             after = nh.on_tick(health, now, self.policy.nodes)
             if after != health:
                 self._set_node(name, after)
@@ -307,17 +336,37 @@ class Core:
         special = sorted(
             (t for t in self.urgent | self.constraints.keys() if self.tasks[t].state == PENDING),
             key=lambda t: self.tasks[t].seq)
-        # Only GPUs that can take something: below the depth, or one above it for urgent work.
-        urgent = any(t in self.urgent for t in special)
-        cap = self.policy.depth + (1 if urgent else 0)
-        usable = self._usable_set()
-        candidates = usable if urgent else self.has_room & usable
-        slots = [placement.Slot(k, n, True, self.plan.get(k)) for k in candidates
-                 if (n := len(self.gpus[k].outstanding)) < cap]
-        if not slots:
+        # Only GPUs that can take something: those with room that serve a session with
+        # pending work; for urgent tasks also their session's full GPUs (one slot beyond the
+        # depth); for constrained ones, which may borrow, every GPU with room.
+        usable, room, busy, plan = self._usable_set(), self.has_room, self.busy, self.plan
+        own: dict[str | None, list[GpuKey]] = {}
+        if len(room) < sum(len(self.serving.get(s, NO_GPUS)) for s in pending):
+            for k in room:
+                if k in usable and (owner := plan.get(k)) in pending:
+                    own.setdefault(owner, []).append(k)
+        else:
+            for s in pending:
+                keys = [k for k in self.serving.get(s, NO_GPUS) & room if k in usable]
+                if keys:
+                    own[s] = keys
+        load = {k: busy.get(k, 0) for keys in own.values() for k in keys}
+        if special:
+            if any(t in self.constraints for t in special):
+                for k in room:
+                    if k in usable and k not in load:
+                        own.setdefault(plan.get(k), []).append(k)
+                        load[k] = busy.get(k, 0)
+            cap = self.policy.depth + 1
+            for s in {self.tasks[t].session for t in special if t in self.urgent}:
+                for k in self.serving.get(s, NO_GPUS):
+                    if k in usable and k not in load and (n := busy.get(k, 0)) < cap:
+                        own.setdefault(s, []).append(k)
+                        load[k] = n
+        if not load:
             return
-        assigned = placement.assign(
-            pending, slots, self.policy.depth, self.constraints,
+        assigned = placement.assign_grouped(
+            pending, load, own, self.policy.depth, self.constraints,
             [(t, self.tasks[t].session, t in self.urgent) for t in special])
         if not assigned:
             return
@@ -338,7 +387,7 @@ class Core:
         old = [t for t in self.tasks.values()
                if t.terminal and t.events and t.events[-1]["time"] < cutoff]
         for task in old:
-            self.fx.writes[self.keys.task(task.id)] = None
+            self.fx.tasks[task.id] = None
             self.counts[task.state] -= 1
             self.forget(task.id)
         if old:
@@ -415,30 +464,38 @@ class Core:
             return
         self._next_allocation = now + self.policy.allocate_every
         self._plan_dirty = False
-        specs = [
-            allocator.SessionSpec(
-                name, int(rec.get("fixed_workers", 0)) if rec.get("state") == "open" else 0,
-                float(rec.get("share_ratio", 1.0)), rec.get("max_workers"),
-                int(rec.get("priority", 0)), float(rec.get("opened", 0.0)))
-            for name, rec in self.sessions.items()
-        ]
+        if self._specs is None:
+            self._specs = [
+                allocator.SessionSpec(
+                    name, int(rec.get("fixed_workers", 0)) if rec.get("state") == "open" else 0,
+                    float(rec.get("share_ratio", 1.0)), rec.get("max_workers"),
+                    int(rec.get("priority", 0)), float(rec.get("opened", 0.0)))
+                for name, rec in self.sessions.items()
+            ]
+        specs = self._specs
         demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
-        usable = list(self._usable_set())
-        busy = _Busy(self.gpus)
-        plan, self.alloc_state = self.allocate_fn(
-            usable, specs, demand, self.plan, busy, self.alloc_state, now, self.policy.idle_grace)
-        for key in [k for k in self.plan if k not in plan and self.plan[k] is not None]:
-            plan[key] = None  # out of service: no session
-        changed = [k for k, owner in plan.items() if self.plan.get(k) != owner]
+        usable = self._usable_set()
+        if self._planned_topology != self._topology:  # out of service: no session
+            self._planned_topology = self._topology
+            gone = sorted(k for k, owner in self.plan.items() if owner is not None and k not in usable)
+            if gone:
+                self.plan_generation += 1
+                for key in gone:
+                    self._assign_gpu(key, None, now)
+        changed, self.alloc_state = self.allocate_fn(
+            usable, specs, demand, self.plan, self.busy, self.alloc_state, now,
+            self.policy.idle_grace, self.serving)
         if not changed:
             return
         self.plan_generation += 1
-        for key in changed:
-            self._assign_gpu(key, plan[key], now)
+        for key in sorted(changed):
+            self._assign_gpu(key, changed[key], now)
 
     def _assign_gpu(self, key: GpuKey, session: str | None, now: float) -> None:
         before = self.plan.get(key)
         self.plan[key] = session
+        self.serving.get(before, set()).discard(key)
+        self.serving.setdefault(session, set()).add(key)
         info = {"session": session, "generation": self.plan_generation, "since": now, "warm": []}
         self.plan_info[key] = info
         self.fx.writes[self.keys.plan(key[0], key[1])] = info
@@ -475,23 +532,29 @@ class Core:
 
     def _dispatch(self, task: Task, gpu: Gpu, now: float, priority: int | None = None) -> None:
         number = len(task.attempts) + 1
-        attempt = Attempt(id=f"{task.id}.a{number}", node=gpu.node, gpu=gpu.index, dispatched=now)
+        attempt = Attempt(f"{task.id}.a{number}", gpu.node, gpu.index, DISPATCHED, now)
         task.attempts.append(attempt)
         task.current_attempt = attempt.id
+        key = gpu.key
         if not gpu.outstanding:
-            self.gpu_seen[(gpu.node, gpu.index)] = now  # the silence clock starts with work
+            _touch(self.gpu_seen, key, now)  # the silence clock starts with work
         gpu.outstanding.add(task.id)
-        if len(gpu.outstanding) >= self.policy.depth:
-            self.has_room.discard((gpu.node, gpu.index))
+        n = self.busy[key] = len(gpu.outstanding)
+        if n >= self.policy.depth:
+            self.has_room.discard(key)
         self.live[task.session] += 1
         self._plan_dirty = True
-        self.constraints.pop(task.id, None)
-        urgent = task.id in self.urgent
-        self.urgent.discard(task.id)
+        urgent = False
+        if task.id in self.urgent:
+            urgent = True
+            self.urgent.discard(task.id)
+            self.constraints.pop(task.id, None)
+        elif self.constraints:
+            self.constraints.pop(task.id, None)
         self._set_state(task, QUEUED)
         self._event(task, now, "dispatched", attempt=attempt.id, node=gpu.node, gpu=gpu.index)
         self.fx.publishes.append(Publish(
-            gpu_queue(gpu.node, gpu.index),
+            gpu.queue,
             {"task_id": task.id, "attempt_id": attempt.id, "number": number,
              "algorithm": task.algorithm, "args": task.args, "session": task.session,
              "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
@@ -501,6 +564,8 @@ class Core:
 
     @staticmethod
     def _local_tries(task: Task) -> int:
+        if len(task.attempts) < 2:
+            return 0
         runs = retry.stints(task.attempts)
         last = task.attempts[-1] if task.attempts else None
         if not runs or last is None or (runs[-1][-1].node, runs[-1][-1].gpu) != (last.node, last.gpu):
@@ -563,10 +628,9 @@ class Core:
                 frozenset((a.node, a.gpu) for a in failed), frozenset(a.node for a in failed))
 
     def _check_liveness(self, now: float) -> None:
+        """Silent attempts and silent GPUs; both clocks are kept oldest first (see _touch)."""
         limit = self.policy.heartbeat_timeout
-        for task_id, last in list(self.seen.items()):
-            if now - last <= limit:
-                continue
+        for task_id, last in _stale(self.seen, now - limit):
             task = self.tasks[task_id]
             attempt = task.live_attempt
             self.seen.pop(task_id, None)
@@ -579,15 +643,17 @@ class Core:
         # A worker that died holding a message it had not started leaves that attempt
         # DISPATCHED forever (the broker returns it only after its visibility timeout):
         # a GPU with work and no word from its worker for as long gives that work back.
-        for key, gpu in self.gpus.items():
-            if not gpu.outstanding or now - self.gpu_seen.get(key, now) <= limit:
+        for key, last in _stale(self.gpu_seen, now - limit):
+            gpu = self.gpus.get(key)
+            if gpu is None or not gpu.outstanding:
+                del self.gpu_seen[key]  # idle: its clock restarts with its next work
                 continue
             attempts = [self.tasks[t].live_attempt for t in gpu.outstanding]
             if any(a is not None and a.state == RUNNING for a in attempts):
                 continue
             log.warning("no word from the worker of GPU %s:%d for %.1f s; moving its queued work",
-                        key[0], key[1], now - self.gpu_seen[key])
-            self.gpu_seen[key] = now
+                        key[0], key[1], now - last)
+            _touch(self.gpu_seen, key, now)
             for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
                 attempt = self.tasks[task_id].live_attempt
                 if attempt is not None:
@@ -599,6 +665,8 @@ class Core:
         health = self.gpu_health.get(key)
         if health is not None and health.streak:
             self._set_gpu_health(key, gh.on_success(health), now)
+        if len(task.attempts) == 1:
+            return
         # Its earlier failures elsewhere now count against those GPUs.
         for other in {(a.node, a.gpu) for a in task.attempts if a.state == FAILED} - {key}:
             h = self.gpu_health.get(other)
@@ -651,6 +719,7 @@ class Core:
     def _drop_gpu(self, key: GpuKey, now: float, why: str) -> None:
         gpu = self.gpus.pop(key)
         self.has_room.discard(key)
+        self.busy.pop(key, None)
         self._plan_dirty = True
         self._topology += 1
         for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
@@ -682,8 +751,13 @@ class Core:
         gpu = self.gpus.get((attempt.node, attempt.gpu))
         if gpu is not None:
             gpu.outstanding.discard(task.id)
+            key = (gpu.node, gpu.index)
+            if gpu.outstanding:
+                self.busy[key] = len(gpu.outstanding)
+            else:
+                self.busy.pop(key, None)
             if len(gpu.outstanding) < self.policy.depth:
-                self.has_room.add((gpu.node, gpu.index))
+                self.has_room.add(key)
 
     def _reject(self, rejection: Rejection, now: float) -> None:
         log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)", rejection.reason)
@@ -704,6 +778,7 @@ class Core:
             "opened": self.sessions.get(req.name, {}).get("opened", now),
         }
         self.sessions[req.name] = record
+        self._specs = None
         self.fx.writes[self.keys.session(req.name)] = record
         self._plan_dirty = True
 
@@ -715,40 +790,41 @@ class Core:
 
     def _event(self, task: Task, at: float, kind: str, lazy_until: float | None = None,
                **detail: Any) -> None:
-        task.events.append({"time": at, "event": kind, **detail, "by": self.writer})
-        if len(task.events) > MAX_EVENTS:
-            del task.events[1 : len(task.events) - MAX_EVENTS + 1]
-        if lazy_until is not None and self.keys.task(task.id) not in self.fx.writes:
+        event = {"time": at, "event": kind}
+        if detail:
+            event.update(detail)
+        event["by"] = self.writer
+        events = task.events
+        events.append(event)
+        if len(events) > MAX_EVENTS:
+            del events[1 : len(events) - MAX_EVENTS + 1]
+        if lazy_until is not None and task.id not in self.fx.tasks:
             self.lazy.setdefault(task.id, lazy_until)
             return
-        self.lazy.pop(task.id, None)
-        self.fx.writes[self.keys.task(task.id)] = task
+        if self.lazy:
+            self.lazy.pop(task.id, None)
+        self.fx.tasks[task.id] = task
 
     def _flush_lazy(self, now: float) -> None:
-        for task_id, due in list(self.lazy.items()):
-            if due <= now:
-                del self.lazy[task_id]
-                self.fx.writes[self.keys.task(task_id)] = self.tasks[task_id]
+        for task_id, _ in _stale(self.lazy, now):  # inserted in order of their due times
+            del self.lazy[task_id]
+            self.fx.tasks[task_id] = self.tasks[task_id]
 
 
-class _Busy(Mapping[GpuKey, int]):
-    """Outstanding attempts per GPU, read only where the allocator asks (it rarely does)."""
+def _touch(clock: dict[Any, float], key: Any, now: float) -> None:
+    """Set a last-seen time, moving the key to the end: the dict stays oldest first."""
+    clock.pop(key, None)
+    clock[key] = now
 
-    def __init__(self, gpus: dict[GpuKey, Gpu]) -> None:
-        self._gpus = gpus
 
-    def __getitem__(self, key: GpuKey) -> int:
-        return len(self._gpus[key].outstanding)
-
-    def get(self, key: GpuKey, default: int = 0) -> int:  # type: ignore[override]
-        gpu = self._gpus.get(key)
-        return default if gpu is None else len(gpu.outstanding)
-
-    def __iter__(self) -> Iterator[GpuKey]:
-        return iter(self._gpus)
-
-    def __len__(self) -> int:
-        return len(self._gpus)
+def _stale(clock: dict[Any, float], cutoff: float) -> list[tuple[Any, float]]:
+    """The entries at or before `cutoff`, from the front of an oldest-first dict."""
+    out = []
+    for key, when in clock.items():
+        if when > cutoff:
+            break
+        out.append((key, when))
+    return out
 
 
 def _brief(event: dict[str, Any]) -> str:

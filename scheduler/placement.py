@@ -45,13 +45,27 @@ def assign(
     `pending`: session -> task ids in submit order. `special`: (task id, session, urgent)
     for urgent or constrained tasks, oldest first; they are placed before the rest.
     """
-    constraints = constraints or {}
     load: dict[GpuKey, int] = {}
     own: dict[str | None, list[GpuKey]] = {}
     for s in slots:
         if s.usable:
             load[s.key] = s.outstanding
             own.setdefault(s.session, []).append(s.key)
+    return assign_grouped(pending, load, own, depth, constraints, special)
+
+
+def assign_grouped(
+    pending: Mapping[str, Iterable[str]],
+    load: dict[GpuKey, int],
+    own: Mapping[str | None, list[GpuKey]],
+    depth: int,
+    constraints: Mapping[str, Constraint] | None = None,
+    special: Iterable[tuple[str, str, bool]] = (),
+) -> list[tuple[str, GpuKey]]:
+    """`assign` over usable slots already grouped: `load` (GPU -> outstanding attempts, updated
+    in place) and `own` (session, or None for unplanned, -> its GPUs). The service's form:
+    it builds these straight from its indexes."""
+    constraints = constraints or {}
     out: list[tuple[str, GpuKey]] = []
     taken: set[str] = set()
     for task_id, session, urgent in special:

@@ -14,7 +14,7 @@ DISPATCHED, SUPERSEDED, LOST = "DISPATCHED", "SUPERSEDED", "LOST"
 LIVE_ATTEMPT = frozenset({DISPATCHED, RUNNING})
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     id: str
     node: str
@@ -25,12 +25,17 @@ class Attempt:
     ended: float | None = None
     error: dict[str, Any] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "node": self.node, "gpu": self.gpu, "state": self.state,
+                "dispatched": self.dispatched, "started": self.started, "ended": self.ended,
+                "error": self.error}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attempt:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     id: str
     session: str
@@ -68,7 +73,7 @@ class Task:
             "id": self.id, "session": self.session, "algorithm": self.algorithm,
             "args": self.args, "state": self.state, "submitted": self.submitted,
             "seq": self.seq, "gpus": self.gpus, "retry": self.retry,
-            "attempts": [a.__dict__ for a in self.attempts], "events": self.events,
+            "attempts": [a.to_dict() for a in self.attempts], "events": self.events,
             "current_attempt": self.current_attempt, "result_ref": self.result_ref,
             "error": self.error, "reason": self.reason,
         }

@@ -202,8 +202,8 @@ class Scheduler:
         if not fx:
             return
         assert self.token is not None
-        if fx.writes:
-            self.store.write(self.token, fx.writes)
+        if fx.writes or fx.tasks:
+            self.store.write(self.token, fx.all_writes(self.keys))
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
         if fx.fences or fx.publishes:

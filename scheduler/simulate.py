@@ -29,6 +29,7 @@ from scheduler.node_health import NodePolicy
 
 DEVICE = {"type": "SimulatedGpuFault", "message": "CUDA error: an illegal memory access"}
 APP = {"type": "ValueError", "message": "simulated task error"}
+HEARTBEAT = 5.0  # seconds between a running attempt's heartbeats (the core's limit is 10)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Simulation:
 
     def _timed_allocate(self, *args: Any) -> Any:
         t0 = time.perf_counter()
-        out = allocator.allocate(*args)
+        out = allocator.changes(*args)
         self.result.alloc_ms.append((time.perf_counter() - t0) * 1000)
         return out
 
@@ -178,8 +179,8 @@ class Simulation:
 
     def _effects(self, now: float) -> None:
         fx = self.core.take_effects()
-        if fx.writes:
-            self.result.writes += len(fx.writes)
+        if fx.writes or fx.tasks:
+            self.result.writes += len(fx.writes) + len(fx.tasks)
             self.result.transactions += 1
         self.fenced.update(fx.fences)
         for pub in fx.publishes:
@@ -204,6 +205,8 @@ class Simulation:
             ends = now + self.rng.expovariate(1.0 / self.c.task_seconds)
             self.busy_until[key] = ends
             self._at(now, "report", ("started", msg, None))
+            for beat in range(1, int((ends - now) / HEARTBEAT) + 1):  # as a worker's beat thread
+                self._at(now + beat * HEARTBEAT, "report", ("heartbeat", msg, None))
             if key in self.faulty:
                 self._at(ends, "report", ("failed", msg, DEVICE))
             elif self.rng.random() < self.c.faults:

@@ -48,14 +48,19 @@ class _Process:
 
     redis: Any = None
     blobs: BlobStore | None = None
+    beat: _Heartbeat | None = None
     pid: int = 0
 
     @classmethod
-    def ensure(cls, settings: Settings) -> None:
+    def ensure(cls, settings: Settings) -> _Heartbeat:
         if cls.pid != os.getpid():
             cls.redis = redis.Redis.from_url(settings.broker)
             cls.blobs = BlobStore(settings, cls.redis)
+            cls.beat = _Heartbeat(settings.heartbeat)
+            cls.beat.start()
             cls.pid = os.getpid()
+        assert cls.beat is not None
+        return cls.beat
 
 
 def backoff(msg: dict[str, Any]) -> float:
@@ -64,15 +69,48 @@ def backoff(msg: dict[str, Any]) -> float:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, every: float, make_event: Any) -> None:
+    """One per worker process: beats for whatever attempt (or warm-up) runs now.
+
+    A thread per attempt would cost more than a trivial task itself (M11 batches run
+    hundreds a second), so the process keeps one and points it at the current work.
+    """
+
+    def __init__(self, every: float) -> None:
         super().__init__(daemon=True, name="corral-heartbeat")
-        self.every, self.make_event = every, make_event
-        self.stopped = threading.Event()
+        self.every = every
+        self._lock = threading.Lock()
+        self._make_event: Any = None
+        self._due = 0.0
+        self._wake = threading.Event()
+
+    def beat_for(self, make_event: Any) -> None:
+        with self._lock:
+            self._make_event, self._due = make_event, time.monotonic() + self.every
+        self._wake.set()
+
+    def stop_beating(self) -> None:
+        with self._lock:
+            self._make_event = None
 
     def run(self) -> None:
-        while not self.stopped.wait(self.every):
+        while True:
+            with self._lock:
+                make_event, due = self._make_event, self._due
+            if make_event is None:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            left = due - time.monotonic()
+            if left > 0:
+                self._wake.wait(left)
+                self._wake.clear()
+                continue
+            with self._lock:
+                if self._make_event is not make_event:
+                    continue  # moved on to other work while we slept
+                self._due = time.monotonic() + self.every
             try:
-                publish(_Process.redis, self.make_event("heartbeat"))
+                publish(_Process.redis, make_event("heartbeat"))
             except Exception:  # a missed beat is survivable; the next one retries
                 log.exception("heartbeat publish failed")
 
@@ -80,7 +118,7 @@ class _Heartbeat(threading.Thread):
 def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
     """Run one attempt; return the message of a local retry to re-queue, if any."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
-    _Process.ensure(settings)
+    beat = _Process.ensure(settings)
     task_id, attempt_id = msg["task_id"], msg["attempt_id"]
     node = os.environ.get("CORRAL_NODE", msg.get("node", ""))
     gpu = int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1)))
@@ -89,7 +127,12 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         return status_event(kind, task_id, attempt_id, node, gpu, **extra)
 
     try:
-        seen = fence.claim(_Process.redis, settings.cluster, attempt_id)
+        # One round trip: the claim, and `started` (ignored by the scheduler if the claim
+        # finds the attempt superseded; followed by `failed` if it finds it lost).
+        with _Process.redis.pipeline(transaction=False) as pipe:
+            fence.claim_in(pipe, settings.cluster, attempt_id)
+            publish(pipe, event("started", pid=os.getpid()))
+            seen = fence.verdict(pipe.execute()[0])
     except redis.RedisError as exc:
         log.warning("cannot claim attempt %s of %s (%s); requeueing", attempt_id, task_id, exc)
         time.sleep(0.5)
@@ -103,9 +146,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
             "message": "the worker process running this attempt died (killed or out of memory)"}))
         return None
 
-    publish(_Process.redis, event("started", pid=os.getpid()))
-    beat = _Heartbeat(settings.heartbeat, event)
-    beat.start()
+    beat.beat_for(event)
     try:
         wait = float(msg.get("not_before", 0)) - time.time()
         if wait > 0:
@@ -122,7 +163,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         value = algo.fn(msg.get("args"), ctx)
         encoded = json.dumps(value)  # a result that is not JSON fails the attempt here
     except Exception as exc:
-        beat.stopped.set()
+        beat.stop_beating()
         error = error_info(exc)
         log.info("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
         local = int((msg.get("retry") or {}).get("local", 2))
@@ -136,7 +177,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         follow["not_before"] = time.time() + backoff(follow | {"local_try": tries})
         publish(_Process.redis, event("failed", error=error, retry_as=follow["attempt_id"]))
         return follow
-    beat.stopped.set()
+    beat.stop_beating()
     assert _Process.blobs is not None
     with _Process.redis.pipeline(transaction=False) as pipe:  # result and outcome: one round trip
         ref = _Process.blobs.put_result(task_id, attempt_id, encoded, pipe)
@@ -145,15 +186,25 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def run_batch(app: Celery, batch: list[dict[str, Any]]) -> None:
+    """Several attempts in one message (M11), in order, each with its own fence and outcome.
+
+    A local retry runs at once in place, after its back-off, rather than as a new message.
+    """
+    for msg in batch:
+        follow = execute(app, msg)
+        while follow is not None:
+            follow = execute(app, follow)
+
+
 def warm_up(app: Celery, msg: dict[str, Any]) -> None:
     """Run the session's algorithms' setup() in this worker process before its first task."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
-    _Process.ensure(settings)
+    beat = _Process.ensure(settings)
     node = os.environ.get("CORRAL_NODE", msg.get("node"))
     gpu = int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1)))
-    beat = _Heartbeat(settings.heartbeat, lambda kind: {"kind": kind, "node": node, "gpu": gpu,
-                                                        "time": time.time()})
-    beat.start()  # model loading can take minutes: the scheduler must know the worker lives
+    # Model loading can take minutes: the scheduler must know the worker lives.
+    beat.beat_for(lambda kind: {"kind": kind, "node": node, "gpu": gpu, "time": time.time()})
     ready = []
     try:
         for name in msg.get("algorithms", []):
@@ -163,7 +214,7 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
             except Exception:
                 log.exception("warm-up of %s failed", name)
     finally:
-        beat.stopped.set()
+        beat.stop_beating()
     publish(_Process.redis, {
         "kind": "warmed", "node": node, "gpu": gpu,
         "session": msg.get("session"), "algorithms": ready, "generation": msg.get("generation"),
@@ -174,6 +225,9 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
 def register(app: Celery) -> None:
     @app.task(name=RUN_TASK, bind=True, acks_late=True, ignore_result=True)
     def run(self: Any, **msg: Any) -> None:
+        if "batch" in msg:
+            run_batch(app, msg["batch"])
+            return
         follow = execute(app, msg)
         if follow is not None:
             raise self.retry(kwargs=follow, countdown=0, max_retries=None)

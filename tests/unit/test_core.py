@@ -30,7 +30,7 @@ def test_a_submission_is_written_and_acked_in_the_same_batch() -> None:
     core = core_with_nodes()
     submit(core, "t1")
     fx = core.take_effects()
-    assert KEYS.task("t1") in fx.writes
+    assert "t1" in fx.tasks
     assert fx.acks == ["t1"]
     assert core.tasks["t1"].state == "PENDING"
 
@@ -180,6 +180,6 @@ def test_terminal_records_are_deleted_after_the_retention_period_and_live_ones_k
     assert core.compact(50.0) == 0
     assert core.compact(200.0) == 1
     fx = core.take_effects()
-    assert fx.writes[KEYS.task("done")] is None
+    assert fx.tasks["done"] is None
     assert "done" not in core.tasks and "waiting" in core.tasks
     assert core.summary()["tasks"]["succeeded"] == 0

@@ -1,12 +1,14 @@
 """Throughput and submit-to-start latency: corral against raw Celery on the same workers.
 
-    python bench/throughput.py [--tasks 2000] [--latency-tasks 200] [--workers 4 8]
+    python bench/throughput.py [--tasks 2000] [--latency-tasks 200] [--workers 4 8] [--json]
 
 For each worker count W it measures, in one run, on one machine:
-  raw    W Celery workers (-c 1, prefork, acks_late, prefetch 1) on one queue, tasks sent
-         with send_task and collected from the Redis result backend;
-  corral a local cluster (3 schedulers, 1 node with W simulated GPUs), tasks submitted with
-         Client.map and collected from their records.
+  raw       W Celery workers (-c 1, prefork, acks_late, prefetch 1) on one queue, tasks
+            sent with send_task and collected from the Redis result backend;
+  corral    a local cluster (3 schedulers, 1 node with W simulated GPUs), tasks submitted
+            with Client.map and collected from their records; adaptive batching (M11) on,
+            as by default;
+  unbatched the same cluster with CORRAL_BATCH_MAX=1: one task per GPU message.
 Throughput: N trivial tasks, first submit to last completion. Latency: tasks submitted one
 at a time; submit-to-start is the worker's start time minus the client's send time.
 """
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from corral.client import Client
+from corral.config import Settings
 from corral.local import LocalCluster, free_port, require_binary, stop_groups
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +79,11 @@ def raw_run(workers: int, tasks: int, latency_tasks: int, state: Path) -> dict[s
         stop_groups([p.pid for p in procs], grace=5)
 
 
-def corral_run(workers: int, tasks: int, latency_tasks: int, state: Path) -> dict[str, float]:
-    cluster = LocalCluster(state / "corral", nodes=1, gpus=workers, schedulers=3, flower=False)
+def corral_run(workers: int, tasks: int, latency_tasks: int, state: Path,
+               batch_max: int | None = None) -> dict[str, float]:
+    settings = Settings(cluster="local").with_(batch_max=batch_max)
+    cluster = LocalCluster(state / f"corral-{batch_max}", nodes=1, gpus=workers, schedulers=3,
+                           flower=False, settings=settings)
     cluster.start()
     try:
         client = Client(cluster.settings)
@@ -112,16 +118,20 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
             raw = raw_run(w, opts.tasks, opts.latency_tasks, Path(tmp))
             cor = corral_run(w, opts.tasks, opts.latency_tasks, Path(tmp))
-        rows.append({"workers": w, "raw": raw, "corral": cor,
+            one = corral_run(w, opts.tasks, opts.latency_tasks, Path(tmp), batch_max=1)
+        rows.append({"workers": w, "raw": raw, "corral": cor, "unbatched": one,
                      "throughput_ratio": cor["tasks_per_s"] / raw["tasks_per_s"],
-                     "p50_extra_ms": cor["p50_ms"] - raw["p50_ms"]})
+                     "p50_extra_ms": cor["p50_ms"] - raw["p50_ms"],
+                     "unbatched_ratio": one["tasks_per_s"] / raw["tasks_per_s"]})
     print(f"{'workers':>7} | {'raw tasks/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
-          f"{'corral tasks/s':>14} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5} {'p50 +ms':>7}")
+          f"{'corral tasks/s':>14} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5} {'p50 +ms':>7} | "
+          f"{'unbatched tasks/s':>17} {'ratio':>5}")
     for r in rows:
-        raw, cor = r["raw"], r["corral"]
+        raw, cor, one = r["raw"], r["corral"], r["unbatched"]
         print(f"{r['workers']:>7} | {raw['tasks_per_s']:>11.0f} {raw['p50_ms']:>7.2f} "
               f"{raw['p99_ms']:>7.2f} | {cor['tasks_per_s']:>14.0f} {cor['p50_ms']:>7.2f} "
-              f"{cor['p99_ms']:>7.2f} | {r['throughput_ratio']:>5.2f} {r['p50_extra_ms']:>7.2f}")
+              f"{cor['p99_ms']:>7.2f} | {r['throughput_ratio']:>5.2f} {r['p50_extra_ms']:>7.2f} | "
+              f"{one['tasks_per_s']:>17.0f} {r['unbatched_ratio']:>5.2f}")
     if opts.json:
         print(json.dumps({"tasks": opts.tasks, "rows": rows}))
     return 0

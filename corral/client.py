@@ -20,6 +20,8 @@ from corral.etcd import get_json, prefix_json, snapshot
 from corral.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
+MAP_BATCH = 200  # tasks per ingress message from map()
+MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,37 @@ class Client:
         self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=task_id)
         return Handle(self, task_id)
 
-    def map(self, algorithm: str, args_list: Iterable[Any], **options: Any) -> list[Handle]:
-        with self.celery.producer_or_acquire():  # one connection for the whole batch
-            return [self.submit(algorithm, args, **options) for args in args_list]
+    def map(self, algorithm: str, args_list: Iterable[Any], *, session: str = "default",
+            retry: Retry | None = None, gpus: int = 1) -> list[Handle]:
+        """Submit one task per element of `args_list`, many to an ingress message (M11).
+
+        Each task is still its own record with its own outcome; batching only saves a
+        message and a round trip per task on the way in.
+        """
+        policy = (retry or Retry()).to_dict()
+        handles: list[Handle] = []
+        batch: list[dict[str, Any]] = []
+        size = 0
+        with self.celery.producer_or_acquire() as producer:  # one connection for all of it
+            def flush() -> None:
+                nonlocal batch, size
+                if batch:
+                    self.celery.send_task(SUBMIT_TASK, kwargs={"tasks": batch}, queue=INGRESS_QUEUE,
+                                          task_id=uuid.uuid4().hex, producer=producer)
+                batch, size = [], 0
+
+            for args in args_list:
+                task_id = uuid.uuid4().hex
+                item = {"algorithm": algorithm, "args": args, "session": session,
+                        "task_id": task_id, "gpus": gpus, "retry": policy}
+                weight = len(json.dumps(args, separators=(",", ":"))) + 200
+                if batch and (len(batch) >= MAP_BATCH or size + weight > MAP_BATCH_BYTES):
+                    flush()
+                batch.append(item)
+                size += weight
+                handles.append(Handle(self, task_id))
+            flush()
+        return handles
 
     @contextmanager
     def session(

@@ -30,6 +30,9 @@ ENV = {
     "task_retention": "CORRAL_TASK_RETENTION",
     "result_ttl": "CORRAL_RESULT_TTL",
     "worker_events": "CORRAL_WORKER_EVENTS",
+    "worker_log_level": "CORRAL_WORKER_LOG_LEVEL",
+    "batch_max": "CORRAL_BATCH_MAX",
+    "batch_seconds": "CORRAL_BATCH_SECONDS",
 }
 
 
@@ -55,6 +58,9 @@ class Settings:
     task_retention: float = 86400.0
     result_ttl: int = 7 * 24 * 3600
     worker_events: bool = False  # Celery task events, for Flower
+    worker_log_level: str = "WARNING"  # GPU workers' Celery log level (INFO logs every task)
+    batch_max: int = 32  # most tasks per GPU-queue message (M11); 1 turns batching off
+    batch_seconds: float = 0.05  # work one batched message should carry
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

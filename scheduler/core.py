@@ -50,6 +50,8 @@ class Policy:
     idle_grace: float = 2.0  # a shrinking session keeps its surplus GPUs this long
     allocate_every: float = 0.05  # seconds between allocator runs while demand changes
     task_retention: float = 86400.0  # terminal task records are deleted after this long
+    batch_max: int = 32  # most tasks in one GPU-queue message (M11); 1 turns batching off
+    batch_seconds: float = 0.05  # work one message should carry, by the measured run times
     nodes: nh.NodePolicy = field(default_factory=nh.NodePolicy)
 
 
@@ -127,7 +129,11 @@ class Core:
         self.allocate_fn = allocator.changes  # the simulator wraps it to time each run
         self._planned_topology = -1  # the topology the plan last dropped unusable GPUs for
         self.has_room: set[GpuKey] = set()  # GPUs below the queue depth
-        self.busy: dict[GpuKey, int] = {}  # outstanding attempts of GPUs that have any
+        self.busy: dict[GpuKey, int] = {}  # messages in flight, of GPUs that have any
+        self.bundle_of: dict[str, str] = {}  # task id -> its multi-task message (M11)
+        self.bundle_left: dict[str, int] = {}  # such a message -> its members still live
+        self.runtime: dict[str, float] = {}  # algorithm -> moving average of its run seconds
+        self.suspect: set[GpuKey] = set()  # GPUs with recent failures: one task per message
         self._topology = 0  # bumped whenever the set of usable GPUs may change
         self._usable_cache: tuple[int, frozenset[GpuKey]] = (-1, frozenset())
         self._next_liveness_check = 0.0
@@ -150,6 +156,7 @@ class Core:
         for key, data in (gpu_health or {}).items():
             node, _, index = key.rpartition("/")
             self.gpu_health[(node, int(index))] = gh.GpuHealth.from_dict(data)
+        self.suspect = {k for k, h in self.gpu_health.items() if h.streak}
         for name, data in (node_health or {}).items():
             self.node_health[name] = nh.NodeHealth.from_dict(data)
         for key, data in (plan or {}).items():
@@ -172,13 +179,19 @@ class Core:
                 # Kept for now; nodes_changed() supersedes it if its GPU is not registered.
                 gpu = self.gpus.setdefault((attempt.node, attempt.gpu), Gpu(attempt.node, attempt.gpu))
                 gpu.outstanding.add(task.id)
+                if attempt.bundle:
+                    self.bundle_of[task.id] = attempt.bundle
+                    self.bundle_left[attempt.bundle] = self.bundle_left.get(attempt.bundle, 0) + 1
                 self.gpu_seen.setdefault((attempt.node, attempt.gpu), now)
                 self.live[task.session] += 1
                 self.node_health.setdefault(attempt.node, nh.NodeHealth(since=now))
                 if attempt.state == RUNNING:
                     self.seen[task.id] = now
-        self.has_room = {k for k, g in self.gpus.items() if len(g.outstanding) < self.policy.depth}
-        self.busy = {k: len(g.outstanding) for k, g in self.gpus.items() if g.outstanding}
+        for key, gpu in self.gpus.items():  # a message per bundle, and per task outside one
+            messages = {self.bundle_of.get(t, t) for t in gpu.outstanding}
+            if messages:
+                self.busy[key] = len(messages)
+        self.has_room = {k for k in self.gpus if self.busy.get(k, 0) < self.policy.depth}
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -246,6 +259,10 @@ class Core:
                             attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
         elif kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
+            if attempt.started:
+                ran = max(0.0, at - attempt.started)
+                before = self.runtime.get(task.algorithm)
+                self.runtime[task.algorithm] = ran if before is None else before + 0.2 * (ran - before)
             attempt.started = attempt.started or at
             task.result_ref = event.get("result_ref")
             self.seen.pop(task.id, None)
@@ -365,15 +382,20 @@ class Core:
                         load[k] = n
         if not load:
             return
+        batch = {s: n for s in pending if (n := self._batch_size(pending[s])) > 1} if self.runtime else {}
         assigned = placement.assign_grouped(
             pending, load, own, self.policy.depth, self.constraints,
-            [(t, self.tasks[t].session, t in self.urgent) for t in special])
+            [(t, self.tasks[t].session, t in self.urgent) for t in special], batch, self.suspect)
         if not assigned:
             return
         taken: dict[str, set[str]] = {}
-        for task_id, key in assigned:
-            taken.setdefault(self.tasks[task_id].session, set()).add(task_id)
-            self._dispatch(self.tasks[task_id], self.gpus[key], now)
+        for ids, key in assigned:
+            for task_id in ids:
+                taken.setdefault(self.tasks[task_id].session, set()).add(task_id)
+            if len(ids) == 1:
+                self._dispatch(self.tasks[ids[0]], self.gpus[key], now)
+            else:
+                self._dispatch_bundle([self.tasks[t] for t in ids], self.gpus[key], now)
         for session, ids in taken.items():
             queue = self.pending[session]
             while queue and queue[0] in ids:  # the usual case: a prefix left
@@ -530,18 +552,45 @@ class Core:
     def _live_tasks(self) -> list[Task]:
         return [self.tasks[t] for g in self.gpus.values() for t in g.outstanding]
 
-    def _dispatch(self, task: Task, gpu: Gpu, now: float, priority: int | None = None) -> None:
+    def _batch_size(self, queue: deque[str]) -> int:
+        """Tasks per message for a session's queue: enough of them to fill `batch_seconds`
+        at their algorithm's measured run time (1 until a run time is known)."""
+        ran = self.runtime.get(self.tasks[queue[0]].algorithm)
+        if ran is None or self.policy.batch_max <= 1:
+            return 1
+        return max(1, min(self.policy.batch_max, int(self.policy.batch_seconds / max(ran, 1e-4))))
+
+    def _dispatch_bundle(self, tasks: list[Task], gpu: Gpu, now: float) -> None:
+        """Several tasks in one message (M11); each keeps its own attempt, fence and outcome."""
+        first = tasks[0]
+        bundle = f"{first.id}.a{len(first.attempts) + 1}+{len(tasks)}"
+        messages = [self._dispatch(t, gpu, now, bundle=bundle) for t in tasks]
+        self.bundle_left[bundle] = len(tasks)
+        self._occupy(gpu)
+        self.fx.publishes.append(Publish(
+            gpu.queue, {"batch": messages, "node": gpu.node, "gpu": gpu.index}, NORMAL, RUN_TASK, bundle))
+
+    def _occupy(self, gpu: Gpu) -> None:
+        key = gpu.key
+        n = self.busy[key] = self.busy.get(key, 0) + 1
+        if n >= self.policy.depth:
+            self.has_room.discard(key)
+
+    def _dispatch(self, task: Task, gpu: Gpu, now: float, priority: int | None = None,
+                  bundle: str | None = None) -> dict[str, Any]:
+        """A new attempt on `gpu`; published as its own message unless part of a bundle."""
         number = len(task.attempts) + 1
-        attempt = Attempt(f"{task.id}.a{number}", gpu.node, gpu.index, DISPATCHED, now)
+        attempt = Attempt(f"{task.id}.a{number}", gpu.node, gpu.index, DISPATCHED, now, bundle=bundle)
         task.attempts.append(attempt)
         task.current_attempt = attempt.id
         key = gpu.key
         if not gpu.outstanding:
             _touch(self.gpu_seen, key, now)  # the silence clock starts with work
         gpu.outstanding.add(task.id)
-        n = self.busy[key] = len(gpu.outstanding)
-        if n >= self.policy.depth:
-            self.has_room.discard(key)
+        if bundle is None:
+            self._occupy(gpu)
+        else:
+            self.bundle_of[task.id] = bundle
         self.live[task.session] += 1
         self._plan_dirty = True
         urgent = False
@@ -552,15 +601,19 @@ class Core:
         elif self.constraints:
             self.constraints.pop(task.id, None)
         self._set_state(task, QUEUED)
-        self._event(task, now, "dispatched", attempt=attempt.id, node=gpu.node, gpu=gpu.index)
-        self.fx.publishes.append(Publish(
-            gpu.queue,
-            {"task_id": task.id, "attempt_id": attempt.id, "number": number,
-             "algorithm": task.algorithm, "args": task.args, "session": task.session,
-             "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
-             "local_try": self._local_tries(task), "checkpoint": None},
-            priority if priority is not None else (URGENT if urgent else NORMAL),
-        ))
+        if bundle is None:
+            self._event(task, now, "dispatched", attempt=attempt.id, node=gpu.node, gpu=gpu.index)
+        else:
+            self._event(task, now, "dispatched", attempt=attempt.id, node=gpu.node, gpu=gpu.index,
+                        bundle=bundle)
+        message = {"task_id": task.id, "attempt_id": attempt.id, "number": number,
+                   "algorithm": task.algorithm, "args": task.args, "session": task.session,
+                   "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
+                   "local_try": self._local_tries(task), "checkpoint": None}
+        if bundle is None:
+            self.fx.publishes.append(Publish(
+                gpu.queue, message, priority if priority is not None else (URGENT if urgent else NORMAL)))
+        return message
 
     @staticmethod
     def _local_tries(task: Task) -> int:
@@ -590,7 +643,8 @@ class Core:
         if local:
             if worker_retry:
                 # The worker has already re-queued it through Celery's retry: record, don't publish.
-                follow = Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu, dispatched=at)
+                follow = Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu, dispatched=at,
+                                 bundle=attempt.bundle)
                 task.attempts.append(follow)
                 task.current_attempt = follow.id
                 self._set_state(task, QUEUED)
@@ -700,6 +754,10 @@ class Core:
             self._plan_dirty = True
             self._topology += 1
         self.gpu_health[key] = after
+        if after.streak:
+            self.suspect.add(key)
+        else:
+            self.suspect.discard(key)
         self.fx.writes[self.keys.gpu_health(key[0], key[1])] = after.to_dict()
         if after.state == gh.QUARANTINED and (before is None or before.state != gh.QUARANTINED):
             log.warning("GPU %s:%d quarantined: %s", key[0], key[1], after.reason)
@@ -751,12 +809,20 @@ class Core:
         gpu = self.gpus.get((attempt.node, attempt.gpu))
         if gpu is not None:
             gpu.outstanding.discard(task.id)
-            key = (gpu.node, gpu.index)
-            if gpu.outstanding:
-                self.busy[key] = len(gpu.outstanding)
+        bundle = self.bundle_of.pop(task.id, None)
+        if bundle is not None:
+            left = self.bundle_left.pop(bundle, 1) - 1
+            if left > 0:
+                self.bundle_left[bundle] = left
+                return  # the message still holds live members
+        if gpu is not None:
+            key = gpu.key
+            n = self.busy.get(key, 1) - 1
+            if n > 0:
+                self.busy[key] = n
             else:
                 self.busy.pop(key, None)
-            if len(gpu.outstanding) < self.policy.depth:
+            if n < self.policy.depth:
                 self.has_room.add(key)
 
     def _reject(self, rejection: Rejection, now: float) -> None:

@@ -64,7 +64,7 @@ def ingress_lists() -> list[str]:
 class Inbound:
     """Both readers of one leadership term, and the acks they need."""
 
-    def __init__(self, client: redis.Redis, sid: str, inbox: queue.Queue[Any]) -> None:
+    def __init__(self, client: redis.Redis, sid: str, inbox: queue.SimpleQueue[Any]) -> None:
         self.r = client
         self.sid = sid
         self.inbox = inbox

@@ -57,6 +57,40 @@ class Rejection:
 
 Parsed = Submission | SessionRequest | AdminRequest | Rejection
 ADMIN_ACTIONS = ("gpu.quarantine", "gpu.release", "node.drain", "node.undrain")
+MAX_BATCH = 10_000  # tasks in one `corral.submit` message of the batch form
+
+
+def parse_all(
+    headers: dict[str, Any] | None,
+    body: Any,
+    *,
+    known_algorithms: set[str] | frozenset[str],
+    inline_limit: int,
+) -> list[Parsed]:
+    """Like parse(), for a message that may carry many tasks: kwargs {"tasks": [kwargs, ...]}.
+
+    Each element is judged on its own, so one bad element is rejected alone; an element
+    without a task_id gets `<message id>-<index>`.
+    """
+    headers = headers or {}
+    name, message_id, kwargs = _unwrap(headers, body)
+    if name != SUBMIT_TASK or not isinstance(kwargs, dict) or "tasks" not in kwargs:
+        return [parse(headers, body, known_algorithms=known_algorithms, inline_limit=inline_limit)]
+    items = kwargs["tasks"]
+    if not isinstance(items, list) or not items:
+        return [Rejection(message_id, "'tasks' must be a non-empty list of submissions")]
+    if len(items) > MAX_BATCH:
+        return [Rejection(message_id, f"'tasks' holds {len(items)} submissions, over {MAX_BATCH}")]
+    out: list[Parsed] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            out.append(Rejection(f"{message_id}-{index}" if message_id else None,
+                                 f"'tasks'[{index}] is not an object of submit arguments"))
+            continue
+        if not item.get("task_id") and message_id:
+            item = {**item, "task_id": f"{message_id}-{index}"}
+        out.append(_submission(item, message_id, known_algorithms, inline_limit))
+    return out
 
 
 def parse(
@@ -79,6 +113,11 @@ def parse(
         return Rejection(
             message_id, f"task name {name!r} is not accepted on the ingress queue; use {SUBMIT_TASK!r}"
         )
+    return _submission(kwargs, message_id, known_algorithms, inline_limit)
+
+
+def _submission(kwargs: dict[str, Any], message_id: str | None,
+                known_algorithms: set[str] | frozenset[str], inline_limit: int) -> Parsed:
     task_id = kwargs.get("task_id") or message_id
     if not isinstance(task_id, str) or not ID_RE.match(task_id):
         return Rejection(

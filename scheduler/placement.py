@@ -11,7 +11,7 @@ borrow a GPU outside their session's plan when none of its own is allowed.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,7 +51,8 @@ def assign(
         if s.usable:
             load[s.key] = s.outstanding
             own.setdefault(s.session, []).append(s.key)
-    return assign_grouped(pending, load, own, depth, constraints, special)
+    return [(t, key) for ids, key in assign_grouped(pending, load, own, depth, constraints, special)
+            for t in ids]
 
 
 def assign_grouped(
@@ -61,12 +62,20 @@ def assign_grouped(
     depth: int,
     constraints: Mapping[str, Constraint] | None = None,
     special: Iterable[tuple[str, str, bool]] = (),
-) -> list[tuple[str, GpuKey]]:
-    """`assign` over usable slots already grouped: `load` (GPU -> outstanding attempts, updated
+    batch: Mapping[str, int] | None = None,
+    single: Container[GpuKey] = (),
+) -> list[tuple[list[str], GpuKey]]:
+    """`assign` over usable slots already grouped: `load` (GPU -> messages in flight, updated
     in place) and `own` (session, or None for unplanned, -> its GPUs). The service's form:
-    it builds these straight from its indexes."""
+    it builds these straight from its indexes. Each result is one message.
+
+    `batch` (session -> most tasks per message, M11): a session's backlog is spread over
+    its free slots, up to that many tasks in each; a backlog smaller than its slots still
+    gets one task per GPU, so batching never leaves a GPU idle. GPUs in `single` (suspect
+    ones) get one task per message: a faulty GPU fails one task at a time.
+    """
     constraints = constraints or {}
-    out: list[tuple[str, GpuKey]] = []
+    out: list[tuple[list[str], GpuKey]] = []
     taken: set[str] = set()
     for task_id, session, urgent in special:
         rule = constraints.get(task_id)
@@ -75,7 +84,7 @@ def assign_grouped(
         if key is None and rule is not None:  # borrow: unplanned GPUs first, then any
             key = _best(load, own.get(None, ()), depth, rule) or _best(load, load, depth, rule)
         if key is not None:
-            out.append((task_id, key))
+            out.append(([task_id], key))
             taken.add(task_id)
             load[key] += 1
     for session, ids in sorted(pending.items()):
@@ -83,16 +92,31 @@ def assign_grouped(
         if not heap:
             continue
         heapq.heapify(heap)
+        most = batch.get(session, 1) if batch else 1
+        free = sum(depth - n for n, _ in heap)  # message slots left in this session's GPUs
+        left = len(ids) if isinstance(ids, Sized) else 0
+        group: list[str] = []
+        size, key, n = 1, None, 0
         for task_id in ids:
-            if not heap:
-                break
             if task_id in taken or task_id in constraints:
+                left -= 1
                 continue
-            n, key = heapq.heappop(heap)
-            out.append((task_id, key))
+            if not group:
+                if not heap:
+                    break
+                n, key = heapq.heappop(heap)
+                size = max(1, min(most, -(-left // max(free, 1)))) if most > 1 and key not in single else 1
+            group.append(task_id)
+            left -= 1
+            if len(group) >= size:
+                out.append((group, key))
+                group, free = [], free - 1
+                load[key] = n + 1
+                if n + 1 < depth:
+                    heapq.heappush(heap, (n + 1, key))
+        if group:
+            out.append((group, key))
             load[key] = n + 1
-            if n + 1 < depth:
-                heapq.heappush(heap, (n + 1, key))
     return out
 
 

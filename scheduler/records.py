@@ -24,11 +24,12 @@ class Attempt:
     started: float | None = None
     ended: float | None = None
     error: dict[str, Any] | None = None
+    bundle: str | None = None  # the message it travels in, when that carries several (M11)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "node": self.node, "gpu": self.gpu, "state": self.state,
                 "dispatched": self.dispatched, "started": self.started, "ended": self.ended,
-                "error": self.error}
+                "error": self.error, "bundle": self.bundle}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attempt:

@@ -26,7 +26,7 @@ from scheduler.core import Core, Policy
 from scheduler.election import Election
 from scheduler.http import StatusServer
 from scheduler.inbound import Inbound
-from scheduler.ingress import Rejection, parse, valid_id
+from scheduler.ingress import Rejection, parse_all, valid_id
 from scheduler.mirror import Mirror
 from scheduler.node_health import NodePolicy
 from scheduler.store import Fenced, Store
@@ -53,10 +53,12 @@ class Scheduler:
             heartbeat_timeout=settings.heartbeat * settings.heartbeat_misses,
             idle_grace=settings.idle_grace,
             task_retention=settings.task_retention,
+            batch_max=settings.batch_max,
+            batch_seconds=settings.batch_seconds,
             nodes=NodePolicy(stable_after=settings.node_stable),
         )
         self.core = Core(self.keys, self.policy, sid)
-        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-level: the cheapest hand-off
         # Timeouts: a leader cut off from Redis must fail fast and step down, not hang.
         self.redis = redis.Redis.from_url(settings.broker, client_name=f"corral-scheduler-{sid}",
                                           socket_timeout=5, socket_connect_timeout=2,
@@ -170,7 +172,9 @@ class Scheduler:
             return  # read in an earlier term: it was handed back and will come again
         elif kind == "ingress":
             _, headers, body, error, token = event
-            self.core.submit(self._parse(headers, body, error), now, token)
+            for parsed in self._parse(headers, body, error):
+                self.core.submit(parsed, now, None)
+            self.core.fx.acks.append(token)  # one message, acknowledged once all it holds is durable
         elif kind == "status":
             _, _headers, body, error, token = event
             if error or not isinstance(body, dict):
@@ -179,10 +183,10 @@ class Scheduler:
             else:
                 self.core.status(body, now, token)
 
-    def _parse(self, headers: dict[str, Any], body: Any, error: str | None) -> Any:
+    def _parse(self, headers: dict[str, Any], body: Any, error: str | None) -> list[Any]:
         if error:
-            return Rejection(valid_id(headers.get("id")), error)
-        return parse(
+            return [Rejection(valid_id(headers.get("id")), error)]
+        return parse_all(
             headers,
             body,
             known_algorithms=self._local_algorithms | self.core.algorithms,

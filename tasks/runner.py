@@ -165,7 +165,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
     except Exception as exc:
         beat.stop_beating()
         error = error_info(exc)
-        log.info("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
+        log.warning("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
         local = int((msg.get("retry") or {}).get("local", 2))
         tries = int(msg.get("local_try", 0))
         if is_device_error(error) or tries >= local:

@@ -187,7 +187,7 @@ class Agent:
             "-Q", gpu_queue(self.name, gpu.index), "-c", "1", "-P", "prefork",
             "--hostname", f"gpu{gpu.index}@{self.name}",
             "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-l", "INFO",
+            "--without-heartbeat", "-l", self.settings.worker_log_level,
         ]
         logfile = open(self.log_dir / f"{self.name}-gpu{gpu.index}.log", "ab")  # noqa: SIM115
         worker.proc = subprocess.Popen(

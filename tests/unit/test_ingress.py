@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from scheduler.ingress import Rejection, SessionRequest, Submission, parse
+from corral.keys import SUBMIT_TASK
+from scheduler.ingress import Rejection, SessionRequest, Submission, parse, parse_all
 
 KNOWN = frozenset({"corral.echo", "corral.sleep"})
 
@@ -77,3 +78,27 @@ def test_session_messages_open_sessions() -> None:
 
 def test_session_with_non_positive_ratio_is_rejected() -> None:
     assert isinstance(run({"name": "v", "share_ratio": 0}, name="corral.session"), Rejection)
+
+
+def test_a_batch_message_becomes_one_submission_per_task() -> None:
+    kwargs = {"tasks": [{"algorithm": "corral.echo", "args": {"i": i}, "task_id": f"b{i}"} for i in range(3)]}
+    got = parse_all({"task": SUBMIT_TASK, "id": "m1"}, [[], kwargs, {}], known_algorithms=KNOWN,
+                    inline_limit=1000)
+    assert [p.task_id for p in got] == ["b0", "b1", "b2"]
+    assert all(isinstance(p, Submission) for p in got)
+
+
+def test_one_bad_task_in_a_batch_is_rejected_alone() -> None:
+    kwargs = {"tasks": [{"algorithm": "corral.echo", "task_id": "ok"},
+                        {"algorithm": "nope", "task_id": "bad"}, "not an object"]}
+    got = parse_all({"task": SUBMIT_TASK, "id": "m1"}, [[], kwargs, {}], known_algorithms=KNOWN,
+                    inline_limit=1000)
+    assert isinstance(got[0], Submission)
+    assert isinstance(got[1], Rejection) and "unknown algorithm" in got[1].reason
+    assert isinstance(got[2], Rejection) and got[2].task_id == "m1-2"
+
+
+def test_an_empty_batch_is_rejected_with_a_reason() -> None:
+    (got,) = parse_all({"task": SUBMIT_TASK, "id": "m1"}, [[], {"tasks": []}, {}],
+                       known_algorithms=KNOWN, inline_limit=1000)
+    assert isinstance(got, Rejection) and "non-empty list" in got.reason

@@ -318,6 +318,8 @@ def simulate(
                                  help="share of attempts failing, of GPUs faulty, of nodes lost"),
     seed: int = typer.Option(1, "--seed"),
     task_seconds: float = typer.Option(1.0, "--task-seconds", min=0.01),
+    arrival: float = typer.Option(30.0, "--arrival", min=0.0,
+                                  help="seconds over which the tasks arrive (uniformly)"),
     as_json: bool = typer.Option(False, "--json", help="end with one JSON line of the figures"),
 ) -> None:
     """Run the real scheduler core against a simulated cluster on a simulated clock (no I/O)."""
@@ -327,7 +329,8 @@ def simulate(
 
     logging.disable(logging.WARNING)  # the core's per-GPU warnings would flood the terminal
     figures = run(SimConfig(nodes=nodes, gpus_per_node=gpus_per_node, sessions=sessions, tasks=tasks,
-                            faults=faults, seed=seed, task_seconds=task_seconds))
+                            faults=faults, seed=seed, task_seconds=task_seconds,
+                            arrival_seconds=arrival))
     print_simulation(figures)
     if as_json:
         typer.echo(json.dumps(figures))

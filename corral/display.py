@@ -37,6 +37,7 @@ def print_simulation(f: dict[str, Any], console: Console | None = None) -> None:
     rows = [
         ("routing decisions", f"{f['routing_decisions']:,}"),
         ("decisions per second of core CPU", f"{f['decisions_per_second']:,.0f}"),
+        ("  of routing CPU alone", f"{f['routing_decisions_per_second']:,.0f}"),
         ("allocator runs", f"{f['allocator_runs']:,}"),
         ("allocator p50 / p99", f"{f['allocator_p50_ms']:.1f} ms / {f['allocator_p99_ms']:.1f} ms"),
         ("etcd writes per simulated second", f"{f['etcd_writes_per_second']:,.0f} "

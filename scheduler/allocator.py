@@ -176,7 +176,10 @@ def moves(targets: Mapping[str, int], gpus: Set[GpuKey], owned: Mapping[str | No
     needs = {name: n - len(owned.get(name, ())) for name, n in targets.items()
              if n > len(owned.get(name, ()))}
     if needs:
-        free = set(gpus).difference(*staying)
+        if None in owned:  # the caller indexes unplanned GPUs too: no pass over the pool
+            free = set(released).union(k for k in owned[None] if k in gpus)
+        else:
+            free = set(gpus).difference(*staying)
         chosen = iter(_idlest(free, sum(needs.values()), busy))
         for name in sorted(needs, key=lambda n: (-needs[n], n)):
             for key in itertools.islice(chosen, needs[name]):
@@ -225,7 +228,8 @@ def changes(
     """What `allocate` decides, as the GPUs whose session changes (the service's form).
 
     `owned` is `current` inverted (session -> its GPUs, all among `gpus`) for a caller
-    that keeps that index: then a run costs nothing per GPU that stays where it is.
+    that keeps that index: then a run costs nothing per GPU that stays where it is. Its
+    None entry, if any, must hold every GPU of `gpus` that no session has.
     """
     if owned is None:
         owned = invert(current, gpus)

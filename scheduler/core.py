@@ -9,6 +9,7 @@ message acks, which the shell performs only after the writes have committed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ class Core:
         self.bundle_left: dict[str, int] = {}  # such a message -> its members still live
         self.runtime: dict[str, float] = {}  # algorithm -> moving average of its run seconds
         self.suspect: set[GpuKey] = set()  # GPUs with recent failures: one task per message
+        self.ready = _Ready()  # GPUs that can take a message, by session: routing's index
+        self._ready_topology = -1
         self._topology = 0  # bumped whenever the set of usable GPUs may change
         self._usable_cache: tuple[int, frozenset[GpuKey]] = (-1, frozenset())
         self._next_liveness_check = 0.0
@@ -212,7 +215,10 @@ class Core:
             self.counts[PENDING] += 1
             self._plan_dirty = True
             self._event(task, now, "submitted")
-            self.pending.setdefault(task.session, deque()).append(task.id)
+            queue = self.pending.get(task.session)
+            if queue is None:  # not setdefault: a deque per call costs more than the task
+                queue = self.pending[task.session] = deque()
+            queue.append(task.id)
             if task.session not in self.sessions:
                 self._session(SessionRequest(task.session, "open"), now)
         if ack is not None:
@@ -292,6 +298,9 @@ class Core:
                     self.gpus[key] = Gpu(name, index)
                     self.has_room.add(key)
                     self._plan_dirty = True
+                if key not in self.plan:  # unplanned until the allocator gives it a session
+                    self.plan[key] = None
+                    self.serving.setdefault(None, set()).add(key)
                 self.gpu_health.setdefault(key, gh.GpuHealth(since=now))
             for key in [k for k in self.gpus if k[0] == name and k[1] not in indexes]:
                 self._drop_gpu(key, now, f"GPU {key[0]}:{key[1]} is no longer registered")
@@ -357,16 +366,14 @@ class Core:
         # pending work; for urgent tasks also their session's full GPUs (one slot beyond the
         # depth); for constrained ones, which may borrow, every GPU with room.
         usable, room, busy, plan = self._usable_set(), self.has_room, self.busy, self.plan
+        if self._ready_topology != self._topology:
+            self._reindex_all()
+        batch = {s: n for s in pending if (n := self._batch_size(pending[s])) > 1} if self.runtime else {}
         own: dict[str | None, list[GpuKey]] = {}
-        if len(room) < sum(len(self.serving.get(s, NO_GPUS)) for s in pending):
-            for k in room:
-                if k in usable and (owner := plan.get(k)) in pending:
-                    own.setdefault(owner, []).append(k)
-        else:
-            for s in pending:
-                keys = [k for k in self.serving.get(s, NO_GPUS) & room if k in usable]
-                if keys:
-                    own[s] = keys
+        for s, queue in pending.items():  # only as many GPUs as the queue could fill
+            keys = self.ready.take(s, len(queue))
+            if keys:
+                own[s] = keys
         load = {k: busy.get(k, 0) for keys in own.values() for k in keys}
         if special:
             if any(t in self.constraints for t in special):
@@ -382,7 +389,6 @@ class Core:
                         load[k] = n
         if not load:
             return
-        batch = {s: n for s in pending if (n := self._batch_size(pending[s])) > 1} if self.runtime else {}
         assigned = placement.assign_grouped(
             pending, load, own, self.policy.depth, self.constraints,
             [(t, self.tasks[t].session, t in self.urgent) for t in special], batch, self.suspect)
@@ -390,12 +396,16 @@ class Core:
             return
         taken: dict[str, set[str]] = {}
         for ids, key in assigned:
-            for task_id in ids:
-                taken.setdefault(self.tasks[task_id].session, set()).add(task_id)
-            if len(ids) == 1:
-                self._dispatch(self.tasks[ids[0]], self.gpus[key], now)
+            tasks = [self.tasks[t] for t in ids]
+            session = tasks[0].session  # a message holds one session's tasks
+            if session in taken:
+                taken[session].update(ids)
             else:
-                self._dispatch_bundle([self.tasks[t] for t in ids], self.gpus[key], now)
+                taken[session] = set(ids)
+            if len(tasks) == 1:
+                self._dispatch(tasks[0], self.gpus[key], now)
+            else:
+                self._dispatch_bundle(tasks, self.gpus[key], now)
         for session, ids in taken.items():
             queue = self.pending[session]
             while queue and queue[0] in ids:  # the usual case: a prefix left
@@ -518,6 +528,7 @@ class Core:
         self.plan[key] = session
         self.serving.get(before, set()).discard(key)
         self.serving.setdefault(session, set()).add(key)
+        self._reindex(key)
         info = {"session": session, "generation": self.plan_generation, "since": now, "warm": []}
         self.plan_info[key] = info
         self.fx.writes[self.keys.plan(key[0], key[1])] = info
@@ -575,6 +586,19 @@ class Core:
         n = self.busy[key] = self.busy.get(key, 0) + 1
         if n >= self.policy.depth:
             self.has_room.discard(key)
+        self._reindex(key)
+
+    def _reindex(self, key: GpuKey) -> None:
+        version, usable = self._usable_cache
+        if version != self._topology:
+            usable = self._usable_set()
+        self.ready.put(key, self.plan.get(key), self.busy.get(key, 0), self.policy.depth,
+                       key in usable and key in self.gpus)
+
+    def _reindex_all(self) -> None:
+        self._ready_topology = self._topology
+        for key in sorted(set(self.gpus) | set(self.plan) | set(self.ready.where)):
+            self._reindex(key)
 
     def _dispatch(self, task: Task, gpu: Gpu, now: float, priority: int | None = None,
                   bundle: str | None = None) -> dict[str, Any]:
@@ -778,6 +802,7 @@ class Core:
         gpu = self.gpus.pop(key)
         self.has_room.discard(key)
         self.busy.pop(key, None)
+        self.ready.put(key, None, 0, self.policy.depth, False)
         self._plan_dirty = True
         self._topology += 1
         for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
@@ -824,6 +849,7 @@ class Core:
                 self.busy.pop(key, None)
             if n < self.policy.depth:
                 self.has_room.add(key)
+            self._reindex(key)
 
     def _reject(self, rejection: Rejection, now: float) -> None:
         log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)", rejection.reason)
@@ -875,6 +901,31 @@ class Core:
         for task_id, _ in _stale(self.lazy, now):  # inserted in order of their due times
             del self.lazy[task_id]
             self.fx.tasks[task_id] = self.tasks[task_id]
+
+
+class _Ready:
+    """GPUs that can take another message, by the session they serve, in the order they
+    became so. Routing takes the first few a queue could fill instead of scanning every GPU
+    with room: at thousands of GPUs that scan was most of a tick. Idle GPUs come first."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str, dict[GpuKey, None]] = {}
+        self.part: dict[str, dict[GpuKey, None]] = {}
+        self.where: dict[GpuKey, tuple[str, bool]] = {}
+
+    def put(self, key: GpuKey, session: str | None, load: int, depth: int, usable: bool) -> None:
+        old = self.where.pop(key, None)
+        if old is not None:
+            (self.idle if old[1] else self.part)[old[0]].pop(key, None)
+        if usable and session is not None and load < depth:
+            (self.idle if load == 0 else self.part).setdefault(session, {})[key] = None
+            self.where[key] = (session, load == 0)
+
+    def take(self, session: str, need: int) -> list[GpuKey]:
+        out = list(itertools.islice(self.idle.get(session, ()), need))
+        if len(out) < need:
+            out.extend(itertools.islice(self.part.get(session, ()), need - len(out)))
+        return out
 
 
 def _touch(clock: dict[Any, float], key: Any, now: float) -> None:

@@ -50,6 +50,7 @@ class SimResult:
     config: SimConfig
     dispatches: int = 0
     core_seconds: float = 0.0
+    route_seconds: float = 0.0  # of which in routing (allocator and placement included)
     alloc_ms: list[float] = field(default_factory=list)
     writes: int = 0
     transactions: int = 0
@@ -65,10 +66,13 @@ class SimResult:
         return {
             "nodes": self.config.nodes, "gpus": self.config.nodes * self.config.gpus_per_node,
             "sessions": self.config.sessions, "tasks": self.config.tasks,
+            "arrival_seconds": self.config.arrival_seconds,
             "faults": self.config.faults, "seed": self.config.seed,
             "routing_decisions": self.dispatches,
             "decisions_per_second": self.dispatches / max(self.core_seconds, 1e-9),
             "core_seconds": self.core_seconds,
+            "routing_decisions_per_second": self.dispatches / max(self.route_seconds, 1e-9),
+            "routing_seconds": self.route_seconds,
             "allocator_runs": len(self.alloc_ms),
             "allocator_p50_ms": statistics.median(alloc),
             "allocator_p99_ms": alloc[min(len(alloc) - 1, int(0.99 * len(alloc)))],
@@ -87,6 +91,8 @@ class Simulation:
         self.rng = random.Random(config.seed)
         self.core = Core(Keys("sim"), Policy(nodes=NodePolicy(stable_after=10.0)), "sim")
         self.core.allocate_fn = self._timed_allocate
+        self._route = self.core.route
+        self.core.route = self._timed_route  # type: ignore[method-assign]
         self.result = SimResult(config)
         self.events: list[tuple[float, int, str, Any]] = []
         self.seq = 0
@@ -107,6 +113,11 @@ class Simulation:
         out = allocator.changes(*args)
         self.result.alloc_ms.append((time.perf_counter() - t0) * 1000)
         return out
+
+    def _timed_route(self, now: float) -> None:
+        t0 = time.perf_counter()
+        self._route(now)
+        self.result.route_seconds += time.perf_counter() - t0
 
     def _at(self, when: float, kind: str, payload: Any) -> None:
         self.seq += 1

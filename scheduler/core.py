@@ -261,8 +261,7 @@ class Core:
                 attempt.state, attempt.started = RUNNING, at
                 self._set_state(task, RUNNING)
                 # Deferred: a short task's next write (its outcome) carries this event too.
-                self._event(task, at, "started", lazy_until=now + LAZY_WRITE,
-                            attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
+                self._attempt_event(task, at, "started", attempt, lazy_until=now + LAZY_WRITE)
         elif kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             if attempt.started:
@@ -274,7 +273,7 @@ class Core:
             self.seen.pop(task.id, None)
             self._release(task, attempt)
             self._set_state(task, SUCCEEDED)
-            self._event(task, at, "succeeded", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu)
+            self._attempt_event(task, at, "succeeded", attempt)
             self._gpu_succeeded(task, attempt, now)
         elif kind == "failed":
             error = event.get("error") or {"type": "Unknown", "message": "no error given"}
@@ -625,11 +624,7 @@ class Core:
         elif self.constraints:
             self.constraints.pop(task.id, None)
         self._set_state(task, QUEUED)
-        if bundle is None:
-            self._event(task, now, "dispatched", attempt=attempt.id, node=gpu.node, gpu=gpu.index)
-        else:
-            self._event(task, now, "dispatched", attempt=attempt.id, node=gpu.node, gpu=gpu.index,
-                        bundle=bundle)
+        self._attempt_event(task, now, "dispatched", attempt)
         message = {"task_id": task.id, "attempt_id": attempt.id, "number": number,
                    "algorithm": task.algorithm, "args": task.args, "session": task.session,
                    "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
@@ -672,7 +667,7 @@ class Core:
                 task.attempts.append(follow)
                 task.current_attempt = follow.id
                 self._set_state(task, QUEUED)
-                self._event(task, at, "retrying", attempt=follow.id, node=follow.node, gpu=follow.gpu)
+                self._attempt_event(task, at, "retrying", follow)
                 return
             self._release(task, attempt)
             self._dispatch(task, self.gpus[key], now, priority=URGENT)
@@ -886,6 +881,18 @@ class Core:
         if detail:
             event.update(detail)
         event["by"] = self.writer
+        self._append(task, event, lazy_until)
+
+    def _attempt_event(self, task: Task, at: float, kind: str, attempt: Attempt,
+                       lazy_until: float | None = None) -> None:
+        """_event for the hot path: every task has several of these."""
+        event = {"time": at, "event": kind, "attempt": attempt.id, "node": attempt.node,
+                 "gpu": attempt.gpu, "by": self.writer}
+        if attempt.bundle is not None:
+            event["bundle"] = attempt.bundle
+        self._append(task, event, lazy_until)
+
+    def _append(self, task: Task, event: dict[str, Any], lazy_until: float | None) -> None:
         events = task.events
         events.append(event)
         if len(events) > MAX_EVENTS:

@@ -64,26 +64,31 @@ def test_a_deposed_leader_writes_nothing_and_publishes_nothing(cluster: LocalClu
         pushed: list[str] = []
         r = redis.Redis.from_url(cluster.settings.broker)
         stop = threading.Event()
-
         broken: list[str] = []
+        listening = threading.Event()
 
         def watch() -> None:
-            with r.monitor() as monitor:
-                while not stop.is_set():
-                    try:
-                        command = monitor.next_command()
-                    except redis.ConnectionError as exc:
-                        broken.append(repr(exc))
-                        return
-                    except Exception as exc:  # a line MONITOR prints that redis-py cannot parse
-                        broken.append(repr(exc))
-                        continue
-                    text = command.get("command", "")
-                    if text.startswith("LPUSH corral.gpu."):
-                        pushed.append(text)
+            try:
+                with r.monitor() as monitor:
+                    listening.set()
+                    while not stop.is_set():
+                        try:
+                            command = monitor.next_command()
+                        except redis.ConnectionError:
+                            raise
+                        except Exception as exc:  # a line MONITOR prints that redis-py cannot parse
+                            broken.append(repr(exc))
+                            continue
+                        if command.get("command", "").startswith("LPUSH corral.gpu."):
+                            pushed.append(command["command"])
+            except Exception as exc:  # reported by the assertion below
+                broken.append(repr(exc))
+            finally:
+                listening.set()
 
         spy = threading.Thread(target=watch, daemon=True)
         spy.start()
+        assert listening.wait(5), "MONITOR did not start"
         time.sleep(0.3)
         resumed = time.time()
         os.kill(cluster.proc(old).pid, signal.SIGCONT)

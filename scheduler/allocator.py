@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import math
+import operator
 from collections.abc import Collection, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
@@ -32,10 +32,10 @@ class SessionSpec:
     max_workers: int | None = None
     priority: int = 0
     opened: float = 0.0
+    order: tuple[int, float, str] = field(init=False, repr=False, compare=False)  # who goes first
 
-    @functools.cached_property
-    def order(self) -> tuple[int, float, str]:
-        return (-self.priority, self.opened, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "order", (-self.priority, self.opened, self.name))
 
 
 @dataclass(frozen=True)
@@ -49,26 +49,23 @@ def fixed_shares(capacity: int, sessions: Iterable[SessionSpec]) -> dict[str, in
     return _fixed(capacity, sorted(sessions, key=_order))
 
 
-def _order(s: SessionSpec) -> tuple[int, float, str]:
-    return s.order
-
+_order = operator.attrgetter("order")  # C-level: the allocator sorts sessions on every run
 
 def _fixed(capacity: int, ordered: list[SessionSpec]) -> dict[str, int]:
     out: dict[str, int] = {}
     left = capacity
     for s in ordered:
-        want = s.fixed if s.max_workers is None else min(s.fixed, s.max_workers)
-        out[s.name] = min(want, left)
-        left -= out[s.name]
+        want = s.fixed if s.max_workers is None or s.fixed <= s.max_workers else s.max_workers
+        n = out[s.name] = want if want < left else left
+        left -= n
     return out
 
 
 def water_fill(capacity: int, specs: list[SessionSpec], floors: Mapping[str, int],
                caps: Mapping[str, int]) -> dict[str, int]:
     """Integer shares: floor_i <= share_i <= cap_i, proportional to ratio above the floors."""
-    total_cap = sum(caps[s.name] for s in specs)
-    if total_cap <= capacity:
-        return {s.name: caps[s.name] for s in specs}
+    if sum(caps.values()) <= capacity:  # caps holds exactly the specs' names
+        return dict(caps)
     lam = _lambda(capacity, specs, floors, caps)
     ideal = {s.name: min(caps[s.name], max(floors[s.name], lam * s.ratio)) for s in specs}
     shares = {n: int(math.floor(v + 1e-9)) for n, v in ideal.items()}
@@ -113,21 +110,24 @@ def _lambda(capacity: int, specs: list[SessionSpec], floors: Mapping[str, int],
 def shares(capacity: int, sessions: list[SessionSpec], demand: Mapping[str, int],
            held: Mapping[str, int] | None = None) -> dict[str, int]:
     """GPU count per session. `held`: counts a session may keep above its fair share."""
-    held = held or {}
     ordered = sorted(sessions, key=_order)
-    fixed = _fixed(capacity, ordered)
-    left = capacity - sum(fixed.values())
-    floors = dict(fixed)
-    for s in ordered if held else ():  # surplus in grace, from what is left
-        extra = min(max(0, held.get(s.name, 0) - floors[s.name]), left)
-        floors[s.name] += extra
-        left -= extra
+    floors = _fixed(capacity, ordered)
+    if held:
+        left = capacity - sum(floors.values())
+        for s in ordered:  # surplus in grace, from what is left
+            keep = held.get(s.name)
+            if keep is not None and keep > floors[s.name]:
+                extra = min(keep - floors[s.name], left)
+                floors[s.name] += extra
+                left -= extra
     caps = {}
+    get = demand.get
     for s in sessions:
-        cap = demand.get(s.name, 0)
-        if s.max_workers is not None:
-            cap = min(cap, s.max_workers)
-        caps[s.name] = max(floors[s.name], cap)
+        cap = get(s.name, 0)
+        if s.max_workers is not None and cap > s.max_workers:
+            cap = s.max_workers
+        floor = floors[s.name]
+        caps[s.name] = cap if cap > floor else floor
     return water_fill(capacity, sessions, floors, caps)
 
 

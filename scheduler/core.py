@@ -495,14 +495,13 @@ class Core:
             return
         self._next_allocation = now + self.policy.allocate_every
         self._plan_dirty = False
-        if self._specs is None:
-            self._specs = [
+        if self._specs is None:  # in allocation order: the allocator's sorts then cost little
+            self._specs = sorted((
                 allocator.SessionSpec(
                     name, int(rec.get("fixed_workers", 0)) if rec.get("state") == "open" else 0,
                     float(rec.get("share_ratio", 1.0)), rec.get("max_workers"),
                     int(rec.get("priority", 0)), float(rec.get("opened", 0.0)))
-                for name, rec in self.sessions.items()
-            ]
+                for name, rec in self.sessions.items()), key=lambda s: s.order)
         specs = self._specs
         demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
         usable = self._usable_set()

@@ -198,23 +198,24 @@ class Core:
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
-        if isinstance(parsed, SessionRequest):
-            self._session(parsed, now)
-        elif isinstance(parsed, AdminRequest):
-            self.admin(parsed, now)
-        elif isinstance(parsed, Rejection):
-            self._reject(parsed, now)
+        if type(parsed) is not Submission:  # noqa: E721 (the usual case, checked fast)
+            if isinstance(parsed, SessionRequest):
+                self._session(parsed, now)
+            elif isinstance(parsed, AdminRequest):
+                self.admin(parsed, now)
+            elif isinstance(parsed, Rejection):
+                self._reject(parsed, now)
         elif parsed.task_id in self.tasks:
             log.info("task %s already exists; duplicate submission ignored", parsed.task_id)
         else:
             self.seq += 1
-            task = Task(id=parsed.task_id, session=parsed.session, algorithm=parsed.algorithm,
-                        args=parsed.args, submitted=now, seq=self.seq, gpus=parsed.gpus,
-                        retry=dict(parsed.retry))
+            task = Task(parsed.task_id, parsed.session, parsed.algorithm, parsed.args, PENDING, now,
+                        self.seq, parsed.gpus, parsed.retry)  # retry is never mutated: shared
             self.tasks[task.id] = task
             self.counts[PENDING] += 1
             self._plan_dirty = True
-            self._event(task, now, "submitted")
+            task.events.append({"time": now, "event": "submitted", "by": self.writer})
+            self.fx.tasks[task.id] = task
             queue = self.pending.get(task.session)
             if queue is None:  # not setdefault: a deque per call costs more than the task
                 queue = self.pending[task.session] = deque()

@@ -45,10 +45,6 @@ class AllocState:
     surplus_since: Mapping[str, float] = field(default_factory=dict)
 
 
-def fixed_shares(capacity: int, sessions: Iterable[SessionSpec]) -> dict[str, int]:
-    return _fixed(capacity, sorted(sessions, key=_order))
-
-
 _order = operator.attrgetter("order")  # C-level: the allocator sorts sessions on every run
 
 def _fixed(capacity: int, ordered: list[SessionSpec]) -> dict[str, int]:

@@ -69,8 +69,7 @@ class Client:
         gpus: int = 1,
     ) -> Handle:
         task_id = task_id or uuid.uuid4().hex
-        kwargs = {"algorithm": algorithm, "args": args, "session": session, "task_id": task_id,
-                  "gpus": gpus, "retry": (retry or Retry()).to_dict()}
+        kwargs = _submit_kwargs(algorithm, args, session, task_id, gpus, (retry or Retry()).to_dict())
         self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=task_id)
         return Handle(self, task_id)
 
@@ -95,8 +94,7 @@ class Client:
 
             for args in args_list:
                 task_id = uuid.uuid4().hex
-                item = {"algorithm": algorithm, "args": args, "session": session,
-                        "task_id": task_id, "gpus": gpus, "retry": policy}
+                item = _submit_kwargs(algorithm, args, session, task_id, gpus, policy)
                 weight = len(json.dumps(args, separators=(",", ":"))) + 200
                 if batch and (len(batch) >= MAP_BATCH or size + weight > MAP_BATCH_BYTES):
                     flush()
@@ -278,6 +276,13 @@ class Handle:
                 raise TimeoutError(f"task {self.id} still {state} after {timeout} s")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
+
+
+def _submit_kwargs(algorithm: str, args: Any, session: str, task_id: str, gpus: int,
+                   retry: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs of one submission (DESIGN 5.4), alone or as an element of a batch."""
+    return {"algorithm": algorithm, "args": args, "session": session, "task_id": task_id,
+            "gpus": gpus, "retry": retry}
 
 
 def connect(

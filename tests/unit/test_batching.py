@@ -37,12 +37,12 @@ def run_one(core: Core, task_id: str, seconds: float) -> None:
     report(core, task_id, "succeeded", 2.0 + seconds)
 
 
-def measured_short_core() -> Core:
-    """A core that has seen corral.echo take 1 ms."""
-    core = core_with()
+def measured_core(seconds: float = 0.001, **policy: object) -> Core:
+    """A core that has seen corral.echo take `seconds`."""
+    core = core_with(**policy)
     (first,) = submit(core, 1, "warm")
     core.route(1.5)
-    run_one(core, first, 0.001)
+    run_one(core, first, seconds)
     core.take_effects()
     return core
 
@@ -56,7 +56,7 @@ def test_nothing_is_batched_before_a_run_time_is_known() -> None:
 
 
 def test_short_tasks_with_a_backlog_travel_several_to_a_message() -> None:
-    core = measured_short_core()
+    core = measured_core()
     submit(core, 100)
     core.route(3.0)
     fx = core.take_effects()
@@ -70,7 +70,7 @@ def test_short_tasks_with_a_backlog_travel_several_to_a_message() -> None:
 
 
 def test_batching_never_leaves_a_gpu_idle_while_tasks_wait() -> None:
-    core = measured_short_core()
+    core = measured_core()
     submit(core, 3)
     core.route(3.0)
     fx = core.take_effects()
@@ -78,27 +78,21 @@ def test_batching_never_leaves_a_gpu_idle_while_tasks_wait() -> None:
 
 
 def test_long_tasks_are_not_batched() -> None:
-    core = core_with()
-    (first,) = submit(core, 1, "warm")
-    core.route(1.5)
-    run_one(core, first, 2.0)
+    core = measured_core(2.0)
     submit(core, 50)
     core.route(5.0)
     assert all("batch" not in p.message for p in core.take_effects().publishes)
 
 
 def test_batch_max_one_turns_batching_off() -> None:
-    core = core_with(batch_max=1)
-    (first,) = submit(core, 1, "warm")
-    core.route(1.5)
-    run_one(core, first, 0.001)
+    core = measured_core(batch_max=1)
     submit(core, 50)
     core.route(3.0)
     assert all("batch" not in p.message for p in core.take_effects().publishes)
 
 
 def test_a_batch_holds_its_slot_until_its_last_member_ends() -> None:
-    core = measured_short_core()
+    core = measured_core()
     ids = submit(core, 8)
     core.route(3.0)
     pub = core.take_effects().publishes[0]
@@ -115,7 +109,7 @@ def test_a_batch_holds_its_slot_until_its_last_member_ends() -> None:
 
 
 def test_each_member_of_a_batch_keeps_its_own_outcome() -> None:
-    core = measured_short_core()
+    core = measured_core()
     submit(core, 20)
     core.route(3.0)
     members = [m["task_id"] for m in core.take_effects().publishes[0].message["batch"]]
@@ -131,7 +125,7 @@ def test_each_member_of_a_batch_keeps_its_own_outcome() -> None:
 
 
 def test_a_new_leader_counts_a_batch_as_one_message() -> None:
-    core = measured_short_core()
+    core = measured_core()
     submit(core, 40)
     core.route(3.0)
     core.take_effects()
@@ -153,7 +147,7 @@ def test_placement_spreads_a_backlog_evenly_over_free_slots() -> None:
 
 
 def test_a_suspect_gpu_gets_one_task_per_message() -> None:
-    core = measured_short_core()
+    core = measured_core()
     (bad,) = submit(core, 1, "bad")
     core.route(2.5)
     gpu = core.tasks[bad].attempts[-1].gpu

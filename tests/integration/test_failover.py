@@ -63,15 +63,14 @@ def test_a_deposed_leader_writes_nothing_and_publishes_nothing(cluster: LocalClu
     finally:
         pushed: list[str] = []
         r = redis.Redis.from_url(cluster.settings.broker)
-        stop = threading.Event()
         broken: list[str] = []
-        listening = threading.Event()
+        listening, marker = threading.Event(), threading.Event()
 
         def watch() -> None:
             try:
                 with r.monitor() as monitor:
                     listening.set()
-                    while not stop.is_set():
+                    while not marker.is_set():  # every command until our marker
                         try:
                             command = monitor.next_command()
                         except redis.ConnectionError:
@@ -79,8 +78,11 @@ def test_a_deposed_leader_writes_nothing_and_publishes_nothing(cluster: LocalClu
                         except Exception as exc:  # a line MONITOR prints that redis-py cannot parse
                             broken.append(repr(exc))
                             continue
-                        if command.get("command", "").startswith("LPUSH corral.gpu."):
-                            pushed.append(command["command"])
+                        text = command.get("command", "")
+                        if text.startswith("LPUSH corral.gpu."):
+                            pushed.append(text)
+                        elif text.startswith("LPUSH corral.nothing"):
+                            marker.set()
             except Exception as exc:  # reported by the assertion below
                 broken.append(repr(exc))
             finally:
@@ -93,14 +95,16 @@ def test_a_deposed_leader_writes_nothing_and_publishes_nothing(cluster: LocalClu
         resumed = time.time()
         os.kill(cluster.proc(old).pid, signal.SIGCONT)
     time.sleep(4)  # the old leader wakes, tries to act, is fenced, steps down
-    stop.set()
-    r.lpush("corral.nothing", "x")  # wakes the monitor so it sees stop
+    r.lpush("corral.nothing", "x")  # proves the monitor was still listening; ends the watch
     spy.join(timeout=5)
     records = client.wait(handles + more, timeout=120)
     assert all(r["state"] == "SUCCEEDED" for r in records.values())
     late = [e for r in records.values() for e in r["events"] if e.get("by") == old and e["time"] >= resumed]
     assert late == [], f"the deposed leader recorded {len(late)} event(s)"
-    assert pushed, f"the monitor saw no publish at all (unparsed lines: {broken[:3]})"
+    # The window is not vacuous: the monitor listened from before the resume to after it
+    # (it saw our marker). The new leader usually publishes in it too, but need not: it
+    # may have had nothing left to place by then.
+    assert marker.is_set(), f"the monitor stopped listening (errors: {broken[:3]})"
     mine = [p for p in pushed if f"corral-scheduler/{old}@" in p]
     assert mine == [], f"the deposed leader published {len(mine)} message(s)"
     assert json.loads(json.dumps(client.status()))["leader"]["id"] != old

@@ -129,7 +129,6 @@ class Core:
         self._plan_dirty = True
         self.allocate_fn = allocator.changes  # the simulator wraps it to time each run
         self._planned_topology = -1  # the topology the plan last dropped unusable GPUs for
-        self.has_room: set[GpuKey] = set()  # GPUs below the queue depth
         self.busy: dict[GpuKey, int] = {}  # messages in flight, of GPUs that have any
         self.bundle_of: dict[str, str] = {}  # task id -> its multi-task message (M11)
         self.bundle_left: dict[str, int] = {}  # such a message -> its members still live
@@ -194,7 +193,6 @@ class Core:
             messages = {self.bundle_of.get(t, t) for t in gpu.outstanding}
             if messages:
                 self.busy[key] = len(messages)
-        self.has_room = {k for k in self.gpus if self.busy.get(k, 0) < self.policy.depth}
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -296,7 +294,6 @@ class Core:
                 key = (name, index)
                 if key not in self.gpus:
                     self.gpus[key] = Gpu(name, index)
-                    self.has_room.add(key)
                     self._plan_dirty = True
                 if key not in self.plan:  # unplanned until the allocator gives it a session
                     self.plan[key] = None
@@ -365,7 +362,7 @@ class Core:
         # Only GPUs that can take something: those with room that serve a session with
         # pending work; for urgent tasks also their session's full GPUs (one slot beyond the
         # depth); for constrained ones, which may borrow, every GPU with room.
-        usable, room, busy, plan = self._usable_set(), self.has_room, self.busy, self.plan
+        usable, busy = self._usable_set(), self.busy
         if self._ready_topology != self._topology:
             self._reindex_all()
         batch = {s: n for s in pending if (n := self._batch_size(pending[s])) > 1} if self.runtime else {}
@@ -377,9 +374,9 @@ class Core:
         load = {k: busy.get(k, 0) for keys in own.values() for k in keys}
         if special:
             if any(t in self.constraints for t in special):
-                for k in room:
-                    if k in usable and k not in load:
-                        own.setdefault(plan.get(k), []).append(k)
+                for k, (owner, _) in self.ready.where.items():  # usable, with room
+                    if k not in load:
+                        own.setdefault(owner, []).append(k)
                         load[k] = busy.get(k, 0)
             cap = self.policy.depth + 1
             for s in {self.tasks[t].session for t in special if t in self.urgent}:
@@ -582,9 +579,7 @@ class Core:
 
     def _occupy(self, gpu: Gpu) -> None:
         key = gpu.key
-        n = self.busy[key] = self.busy.get(key, 0) + 1
-        if n >= self.policy.depth:
-            self.has_room.discard(key)
+        self.busy[key] = self.busy.get(key, 0) + 1
         self._reindex(key)
 
     def _reindex(self, key: GpuKey) -> None:
@@ -795,7 +790,6 @@ class Core:
 
     def _drop_gpu(self, key: GpuKey, now: float, why: str) -> None:
         gpu = self.gpus.pop(key)
-        self.has_room.discard(key)
         self.busy.pop(key, None)
         self.ready.put(key, None, 0, self.policy.depth, False)
         self._plan_dirty = True
@@ -842,8 +836,6 @@ class Core:
                 self.busy[key] = n
             else:
                 self.busy.pop(key, None)
-            if n < self.policy.depth:
-                self.has_room.add(key)
             self._reindex(key)
 
     def _reject(self, rejection: Rejection, now: float) -> None:
@@ -913,22 +905,23 @@ class Core:
 class _Ready:
     """GPUs that can take another message, by the session they serve, in the order they
     became so. Routing takes the first few a queue could fill instead of scanning every GPU
-    with room: at thousands of GPUs that scan was most of a tick. Idle GPUs come first."""
+    with room: at thousands of GPUs that scan was most of a tick. Idle GPUs come first.
+    Unplanned GPUs are kept under None: `where` holds every usable GPU with room."""
 
     def __init__(self) -> None:
-        self.idle: dict[str, dict[GpuKey, None]] = {}
-        self.part: dict[str, dict[GpuKey, None]] = {}
-        self.where: dict[GpuKey, tuple[str, bool]] = {}
+        self.idle: dict[str | None, dict[GpuKey, None]] = {}
+        self.part: dict[str | None, dict[GpuKey, None]] = {}
+        self.where: dict[GpuKey, tuple[str | None, bool]] = {}
 
     def put(self, key: GpuKey, session: str | None, load: int, depth: int, usable: bool) -> None:
         old = self.where.pop(key, None)
         if old is not None:
             (self.idle if old[1] else self.part)[old[0]].pop(key, None)
-        if usable and session is not None and load < depth:
+        if usable and load < depth:
             (self.idle if load == 0 else self.part).setdefault(session, {})[key] = None
             self.where[key] = (session, load == 0)
 
-    def take(self, session: str, need: int) -> list[GpuKey]:
+    def take(self, session: str | None, need: int) -> list[GpuKey]:
         out = list(itertools.islice(self.idle.get(session, ()), need))
         if len(out) < need:
             out.extend(itertools.islice(self.part.get(session, ()), need - len(out)))

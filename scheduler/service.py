@@ -22,6 +22,7 @@ from corral import fence
 from corral.config import Settings
 from corral.etcd import connect, prefix_json
 from corral.keys import Keys
+from scheduler import heap
 from scheduler.core import Core, Policy
 from scheduler.election import Election
 from scheduler.http import StatusServer
@@ -80,6 +81,7 @@ class Scheduler:
     # --------------------------------------------------------------- threads
 
     def serve(self) -> None:
+        heap.tune()
         self.http.start()
         self.mirror.start()
         threading.Thread(target=self._elect, daemon=True, name="corral-election").start()
@@ -251,6 +253,7 @@ class Scheduler:
             read(self.keys.plan()),
         )
         self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
+        heap.settle()
         self._summary_last = {}
         self.inbound = Inbound(self.redis, self.sid, self.inbox)
         self.inbound.start()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.keys import Keys
-from scheduler import allocator
+from scheduler import allocator, heap
 from scheduler.core import Core, Policy
 from scheduler.ingress import SessionRequest, Submission
 from scheduler.node_health import NodePolicy
@@ -133,6 +133,7 @@ class Simulation:
     def run(self) -> SimResult:
         c = self.c
         wall = time.perf_counter()
+        thresholds = heap.tune()  # as the scheduler process runs the core
         gc.freeze()
         self._core(self.core.nodes_changed, self.nodes, 0.0)
         weights = [1.0 / (i + 1) for i in range(c.sessions)]
@@ -164,6 +165,7 @@ class Simulation:
         self.result.wall_seconds = time.perf_counter() - wall
         self._final_check()
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
         return self.result
 
     def _busy(self) -> bool:

@@ -9,8 +9,10 @@ For each worker count W it measures, in one run, on one machine:
             with Client.map and collected from their records; adaptive batching (M11) on,
             as by default;
   unbatched the same cluster with CORRAL_BATCH_MAX=1: one task per GPU message.
-Throughput: N trivial tasks, first submit to last completion. Latency: tasks submitted one
-at a time; submit-to-start is the worker's start time minus the client's send time.
+Throughput: N trivial tasks, first submit to last completion, each system measured alone
+(raw first; its idle workers stay up while corral runs). Latency: tasks submitted one at
+a time, raw and corral in turn with both up; submit-to-start is the worker's start time
+minus the client's send time.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from celery import Celery
 
 from corral.client import Client
 from corral.config import Settings
@@ -36,7 +43,9 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def raw_run(workers: int, tasks: int, latency_tasks: int, state: Path) -> dict[str, float]:
+@contextmanager
+def raw_cluster(workers: int, state: Path) -> Iterator[Celery]:
+    """W raw Celery workers on one queue of a Redis of their own, warmed up."""
     port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
     procs = [subprocess.Popen([require_binary("redis-server", "redis-server"), "--port", str(port),
@@ -59,28 +68,30 @@ def raw_run(workers: int, tasks: int, latency_tasks: int, state: Path) -> dict[s
 
     raw = importlib.reload(raw_app).app
     try:
-        ready = [raw.send_task("raw.echo", args=[{}], queue="raw") for _ in range(workers * 4)]
-        for r in ready:
+        for r in [raw.send_task("raw.echo", args=[{}], queue="raw") for _ in range(workers * 4)]:
             r.get(timeout=120)
         time.sleep(1)
-        t0 = time.time()
-        results = [raw.send_task("raw.echo", args=[{"i": i}], queue="raw") for i in range(tasks)]
-        for r in results:
-            r.get(timeout=600)
-        elapsed = time.time() - t0
-        lat = []
-        for i in range(latency_tasks):
-            sent = time.time()
-            out = raw.send_task("raw.echo", args=[{"i": i}], queue="raw").get(timeout=60)
-            lat.append(out["started"] - sent)
-        return {"tasks_per_s": tasks / elapsed, "p50_ms": pct(lat, 0.5) * 1000,
-                "p99_ms": pct(lat, 0.99) * 1000}
+        yield raw
     finally:
         stop_groups([p.pid for p in procs], grace=5)
 
 
-def corral_run(workers: int, tasks: int, latency_tasks: int, state: Path,
-               batch_max: int | None = None) -> dict[str, float]:
+def raw_throughput(raw: Celery, tasks: int) -> float:
+    t0 = time.time()
+    results = [raw.send_task("raw.echo", args=[{"i": i}], queue="raw") for i in range(tasks)]
+    for r in results:
+        r.get(timeout=600)
+    return tasks / (time.time() - t0)
+
+
+def raw_latency(raw: Celery, i: int) -> float:
+    sent = time.time()
+    return float(raw.send_task("raw.echo", args=[{"i": i}], queue="raw").get(timeout=60)["started"]) - sent
+
+
+@contextmanager
+def corral_cluster(workers: int, state: Path, batch_max: int | None = None) -> Iterator[Client]:
+    """A local cluster (3 schedulers, 1 node with W simulated GPUs), warmed up."""
     settings = Settings(cluster="local").with_(batch_max=batch_max)
     cluster = LocalCluster(state / f"corral-{batch_max}", nodes=1, gpus=workers, schedulers=3,
                            flower=False, settings=settings)
@@ -89,21 +100,46 @@ def corral_run(workers: int, tasks: int, latency_tasks: int, state: Path,
         client = Client(cluster.settings)
         client.wait(client.map("corral.echo", [{}] * (workers * 4)), timeout=120)
         time.sleep(1)
-        t0 = time.time()
-        handles = client.map("corral.echo", [{"i": i} for i in range(tasks)])
-        client.wait(handles, timeout=600)
-        elapsed = time.time() - t0
-        lat = []
-        for i in range(latency_tasks):
-            sent = time.time()
-            h = client.submit("corral.echo", {"i": i})
-            h.result(timeout=60)
-            lat.append(client.task(h.id)["attempts"][-1]["started"] - sent)
+        yield client
         client.close()
-        return {"tasks_per_s": tasks / elapsed, "p50_ms": pct(lat, 0.5) * 1000,
-                "p99_ms": pct(lat, 0.99) * 1000}
     finally:
         cluster.stop()
+
+
+def corral_throughput(client: Client, tasks: int) -> float:
+    t0 = time.time()
+    client.wait(client.map("corral.echo", [{"i": i} for i in range(tasks)]), timeout=600)
+    return tasks / (time.time() - t0)
+
+
+def corral_latency(client: Client, i: int) -> float:
+    sent = time.time()
+    h = client.submit("corral.echo", {"i": i})
+    h.result(timeout=60)
+    return float(client.task(h.id)["attempts"][-1]["started"]) - sent
+
+
+def figures(tasks_per_s: float, lat: list[float]) -> dict[str, float]:
+    return {"tasks_per_s": tasks_per_s, "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000}
+
+
+def measure(workers: int, tasks: int, latency_tasks: int, state: Path) -> dict[str, Any]:
+    """Throughput of each system alone (the other idle or not started); latency with both
+    up, one task of each in turn, so that both see the same machine at the same moments
+    (this VM's speed drifts within a run as much as the difference being measured)."""
+    with raw_cluster(workers, state) as raw:
+        raw_tp = raw_throughput(raw, tasks)
+        with corral_cluster(workers, state) as client:
+            cor_tp = corral_throughput(client, tasks)
+            raw_lat, cor_lat = [], []
+            for i in range(latency_tasks):
+                raw_lat.append(raw_latency(raw, i))
+                cor_lat.append(corral_latency(client, i))
+    with corral_cluster(workers, state, batch_max=1) as client:
+        one_tp = corral_throughput(client, tasks)
+        one_lat = [corral_latency(client, i) for i in range(latency_tasks)]
+    return {"raw": figures(raw_tp, raw_lat), "corral": figures(cor_tp, cor_lat),
+            "unbatched": figures(one_tp, one_lat)}
 
 
 def main() -> int:
@@ -116,9 +152,8 @@ def main() -> int:
     rows = []
     for w in opts.workers:
         with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-            raw = raw_run(w, opts.tasks, opts.latency_tasks, Path(tmp))
-            cor = corral_run(w, opts.tasks, opts.latency_tasks, Path(tmp))
-            one = corral_run(w, opts.tasks, opts.latency_tasks, Path(tmp), batch_max=1)
+            m = measure(w, opts.tasks, opts.latency_tasks, Path(tmp))
+        raw, cor, one = m["raw"], m["corral"], m["unbatched"]
         rows.append({"workers": w, "raw": raw, "corral": cor, "unbatched": one,
                      "throughput_ratio": cor["tasks_per_s"] / raw["tasks_per_s"],
                      "p50_extra_ms": cor["p50_ms"] - raw["p50_ms"],

@@ -654,6 +654,9 @@ class Core:
         worker_retry = retry_as == f"{task.id}.a{len(task.attempts) + 1}"
         if retry_as and not (local and worker_retry):
             self.fx.fences.append(str(retry_as))  # the worker's own retry must not run
+            if worker_retry:  # kept in the record, so that no later dispatch reuses its fenced id
+                task.attempts.append(Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu,
+                                             state=SUPERSEDED, dispatched=at, ended=at))
         if local:
             if worker_retry:
                 # The worker has already re-queued it through Celery's retry: record, don't publish.

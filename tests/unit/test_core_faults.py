@@ -204,3 +204,17 @@ def test_a_gpu_that_reports_keeps_its_queued_work() -> None:
     core.status({"kind": "heartbeat", "node": node, "gpu": gpu, "time": 9.0}, 9.0, None)
     core.tick(15.0)
     assert core.tasks["t"].attempts[0].state == "DISPATCHED"
+
+
+def test_a_refused_worker_retry_does_not_lend_its_fenced_id_to_the_next_dispatch() -> None:
+    core = make()
+    submit(core, "t")
+    core.route(1.0)
+    node, _ = where(core, "t")
+    report(core, "t", "started", now=1.2)
+    core.admin(AdminRequest("node.drain", node), 1.5)  # running work finishes; no retry there
+    report(core, "t", "failed", error=APP, retry_as="t.a2")
+    fenced = core.take_effects().fences
+    assert "t.a2" in fenced
+    core.route(3.0)
+    assert core.tasks["t"].current_attempt not in fenced

@@ -4,7 +4,7 @@ A leader keeps every live task in memory: at a million tasks that is several mil
 long-lived objects (records, attempts, events), all freed by reference counting, none in
 reference cycles. CPython's default collector (a young-generation pass every 700
 allocations, a full pass whenever the old generation grew by a quarter) walks that heap
-again and again for nothing: in the scale simulator it took two thirds of the core's CPU.
+again and again for nothing: in the scale simulator it took nearly half of the core's CPU.
 Fewer, larger collections keep the safety net for cycles (library objects, exceptions)
 at a small fraction of the cost; state loaded at takeover is frozen, so full passes skip
 it altogether.

@@ -250,6 +250,8 @@ class Core:
             return
         if task.current_attempt != attempt.id or attempt.state not in (DISPATCHED, RUNNING):
             log.info("late %s of %s attempt %s ignored", event.get("kind"), task.id, attempt.id)
+            if kind == "failed" and event.get("retry_as"):  # nor may the retry it queued run
+                self._refuse_retry(task, attempt, str(event["retry_as"]), float(event.get("time") or now))
             return
         at = float(event.get("time") or now)
         if kind in ("heartbeat", "progress", "checkpoint"):
@@ -640,7 +642,9 @@ class Core:
         return len(runs[-1])
 
     def _failed(self, task: Task, attempt: Attempt, error: dict[str, Any], at: float, now: float,
-                retry_as: Any = None) -> None:
+                retry_as: Any = None, may_stay: bool = True) -> None:
+        """`retry_as`: the worker's own local retry, already queued; `may_stay`: False when
+        the GPU itself is in doubt (its worker went silent), so no retry there."""
         attempt.state, attempt.ended, attempt.error = FAILED, at, error
         attempt.started = attempt.started or at
         task.error = error
@@ -650,15 +654,12 @@ class Core:
         key = (attempt.node, attempt.gpu)
         self._gpu_failed(task, key, is_device_error(error), now)
         decision = retry.decide(task, attempt)
-        local = isinstance(decision, retry.LocalRetry) and self._usable(key)
-        worker_retry = retry_as == f"{task.id}.a{len(task.attempts) + 1}"
-        if retry_as and not (local and worker_retry):
-            self.fx.fences.append(str(retry_as))  # the worker's own retry must not run
-            if worker_retry:  # kept in the record, so that no later dispatch reuses its fenced id
-                task.attempts.append(Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu,
-                                             state=SUPERSEDED, dispatched=at, ended=at))
+        local = isinstance(decision, retry.LocalRetry) and may_stay and self._usable(key)
+        if retry_as and (not local or task.attempt(str(retry_as)) is not None):
+            self._refuse_retry(task, attempt, str(retry_as), at)
+            retry_as = None
         if local:
-            if worker_retry:
+            if retry_as:
                 # The worker has already re-queued it through Celery's retry: record, don't publish.
                 follow = Attempt(id=retry_as, node=attempt.node, gpu=attempt.gpu, dispatched=at,
                                  bundle=attempt.bundle)
@@ -687,6 +688,15 @@ class Core:
         self._event(task, at, "reassigning", avoid=sorted(f"{n}:{i}" for n, i in avoid))
         self._requeue_in_order(task)
 
+    def _refuse_retry(self, task: Task, attempt: Attempt, retry_id: str, at: float) -> None:
+        """A worker's own retry that must not run: fenced, and kept in the record (so that
+        compaction clears its fence with the others)."""
+        self.fx.fences.append(retry_id)
+        if task.attempt(retry_id) is None:
+            task.attempts.append(Attempt(id=retry_id, node=attempt.node, gpu=attempt.gpu,
+                                         state=SUPERSEDED, dispatched=at, ended=at))
+            self._event(task, at, "retry-refused", attempt=retry_id, node=attempt.node, gpu=attempt.gpu)
+
     def _fail(self, task: Task, reason: str, at: float) -> None:
         task.reason = reason
         self._set_state(task, FAILED)
@@ -710,7 +720,8 @@ class Core:
             log.warning("attempt %s on %s:%d silent for %.1f s: worker lost", attempt.id,
                         attempt.node, attempt.gpu, now - last)
             self._failed(task, attempt, {"type": "WorkerLost",
-                                         "message": f"no heartbeat for {now - last:.1f} s"}, now, now)
+                                         "message": f"no heartbeat for {now - last:.1f} s"}, now, now,
+                         may_stay=False)
         # A worker that died holding a message it had not started leaves that attempt
         # DISPATCHED forever (the broker returns it only after its visibility timeout):
         # a GPU with work and no word from its worker for as long gives that work back.

@@ -21,7 +21,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.keys import Keys
+from corral.keys import Keys, local_retry_id
 from scheduler import allocator, heap
 from scheduler.core import Core, Policy
 from scheduler.ingress import SessionRequest, Submission
@@ -242,9 +242,8 @@ class Simulation:
             event["error"] = error
             local = msg["retry"].get("local", 0)
             if error is APP and msg["local_try"] < local:  # the worker retries it in place
-                number = msg["number"] + 1
-                follow = {**msg, "attempt_id": f"{msg['task_id']}.a{number}", "number": number,
-                          "local_try": msg["local_try"] + 1}
+                follow = {**msg, "attempt_id": local_retry_id(msg["attempt_id"]),
+                          "number": msg["number"] + 1, "local_try": msg["local_try"] + 1}
                 event["retry_as"] = follow["attempt_id"]
         self._core(self.core.status, event, now, None)
         if follow is not None:

@@ -4,8 +4,9 @@ Before running, the attempt is claimed against its fence in Redis (corral/fence.
 attempt that the scheduler has since superseded (node loss, failover, quarantine) does
 not run. Workers never talk to etcd.
 A failure with local budget left is retried on the same GPU through Celery's retry, as
-the next attempt id, after an exponential back-off; the `failed` event names that id so
-the scheduler records the retry instead of routing the task elsewhere.
+an attempt id of the worker's own (`<attempt>.r<k>`, corral/keys.py), after an exponential
+back-off; the `failed` event names that id so the scheduler records the retry instead of
+routing the task elsewhere.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from celery.exceptions import Reject
 from corral import fence
 from corral.blobs import BlobStore
 from corral.config import Settings
-from corral.keys import RUN_TASK, WARM_TASK
+from corral.keys import RUN_TASK, WARM_TASK, local_retry_id
 from tasks import registry
 from tasks.context import Context
 from tasks.errors import error_info, is_device_error
@@ -171,9 +172,8 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         if is_device_error(error) or tries >= local:
             publish(_Process.redis, event("failed", error=error))
             return None
-        number = int(msg.get("number", 1)) + 1
-        follow = {**msg, "attempt_id": f"{task_id}.a{number}", "number": number,
-                  "local_try": tries + 1}
+        follow = {**msg, "attempt_id": local_retry_id(attempt_id),
+                  "number": int(msg.get("number", 1)) + 1, "local_try": tries + 1}
         follow["not_before"] = time.time() + backoff(follow | {"local_try": tries})
         publish(_Process.redis, event("failed", error=error, retry_as=follow["attempt_id"]))
         return follow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corral.keys import URGENT, Keys
+from corral.keys import URGENT, Keys, local_retry_id
 from scheduler.core import Core, Policy
 from scheduler.ingress import AdminRequest, Submission
 from scheduler.node_health import NodePolicy
@@ -218,3 +218,42 @@ def test_a_refused_worker_retry_does_not_lend_its_fenced_id_to_the_next_dispatch
     assert "t.a2" in fenced
     core.route(3.0)
     assert core.tasks["t"].current_attempt not in fenced
+
+
+def test_a_workers_own_retries_are_named_apart_from_the_leaders_attempts() -> None:
+    assert local_retry_id("t.a1") == "t.a1.r1"
+    assert local_retry_id("t.a1.r1") == "t.a1.r2"
+    assert local_retry_id("job.r7.a3") == "job.r7.a3.r1"  # a task id may itself hold ".r"
+
+
+def test_a_late_failure_fences_the_retry_its_worker_queued_and_its_outcome_is_ignored() -> None:
+    core = make()
+    submit(core, "t")
+    core.route(1.0)
+    node, gpu = where(core, "t")
+    report(core, "t", "started", now=1.2)
+    core.nodes_changed({n: v for n, v in TWO_NODES.items() if n != node}, 1.5)  # node lost
+    core.take_effects()
+    # The lost node's worker, still running, failed t.a1 and queued its own retry.
+    core.status({"kind": "failed", "task_id": "t", "attempt_id": "t.a1", "node": node, "gpu": gpu,
+                 "time": 1.6, "error": APP, "retry_as": "t.a1.r1"}, 1.6, None)
+    assert "t.a1.r1" in core.take_effects().fences
+    core.route(2.0)
+    moved = core.tasks["t"].current_attempt
+    assert moved not in ("t.a1", "t.a1.r1")
+    core.status({"kind": "succeeded", "task_id": "t", "attempt_id": "t.a1.r1", "node": node,
+                 "gpu": gpu, "time": 2.1, "result_ref": "from-the-lost-node"}, 2.1, None)
+    assert core.tasks["t"].state != "SUCCEEDED" and core.tasks["t"].current_attempt == moved
+
+
+def test_a_silent_worker_loses_its_task_to_another_gpu_after_one_timeout() -> None:
+    core = make(heartbeat_timeout=10.0)
+    submit(core, "t")
+    core.route(1.0)
+    silent = where(core, "t")
+    report(core, "t", "started", now=1.2)
+    core.take_effects()
+    core.tick(11.5)  # 10.3 s without a heartbeat
+    core.tick(11.6)
+    assert core.tasks["t"].attempts[0].error["type"] == "WorkerLost"
+    assert where(core, "t") != silent and core.tasks["t"].state == "QUEUED"

@@ -83,11 +83,13 @@ class Effects:
     writes: dict[str, Any] = field(default_factory=dict)  # etcd key -> value (None deletes)
     tasks: dict[str, Task | None] = field(default_factory=dict)  # task records to write (None deletes)
     fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
+    unfences: list[str] = field(default_factory=list)  # attempt ids of deleted records: fences go
     publishes: list[Publish] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.tasks or self.fences or self.publishes or self.acks)
+        return bool(self.writes or self.tasks or self.fences or self.publishes or self.acks
+                    or self.unfences)
 
     def all_writes(self, keys: Keys) -> dict[str, Any]:
         """Every etcd write, task records under their keys."""
@@ -419,6 +421,8 @@ class Core:
                if t.terminal and t.events and t.events[-1]["time"] < cutoff]
         for task in old:
             self.fx.tasks[task.id] = None
+            # Its id may be used again (it is no longer known): its fences must not outlive it.
+            self.fx.unfences.extend(a.id for a in task.attempts)
             self.counts[task.state] -= 1
             self.forget(task.id)
         if old:

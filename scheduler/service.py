@@ -212,10 +212,12 @@ class Scheduler:
             self.store.write(self.token, fx.all_writes(self.keys))
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
-        if fx.fences or fx.publishes:
+        if fx.fences or fx.publishes or fx.unfences:
             with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
                 for attempt_id in fx.fences:
                     fence.supersede(pipe, self.settings.cluster, attempt_id)
+                for i in range(0, len(fx.unfences), 1000):
+                    pipe.delete(*(fence.key(self.settings.cluster, a) for a in fx.unfences[i:i + 1000]))
                 for pub in fx.publishes:
                     key, payload = encode_task(pub.queue, pub.task,
                                                pub.id or pub.message["attempt_id"], pub.message,

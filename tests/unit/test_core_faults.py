@@ -257,3 +257,22 @@ def test_a_silent_worker_loses_its_task_to_another_gpu_after_one_timeout() -> No
     core.tick(11.6)
     assert core.tasks["t"].attempts[0].error["type"] == "WorkerLost"
     assert where(core, "t") != silent and core.tasks["t"].state == "QUEUED"
+
+
+def test_a_deleted_record_takes_its_fences_with_it_so_the_id_can_be_used_again() -> None:
+    core = make(task_retention=100.0)
+    submit(core, "t")
+    core.route(1.0)
+    node, _ = where(core, "t")
+    report(core, "t", "started", now=1.2)
+    core.admin(AdminRequest("node.drain", node), 1.5)
+    report(core, "t", "failed", now=1.6, error=APP, retry_as="t.a1.r1")  # refused: fenced
+    core.route(2.0)
+    report(core, "t", "started", now=2.1)
+    report(core, "t", "succeeded", now=2.2, result_ref="r")
+    core.take_effects()
+    assert core.compact(300.0) == 1
+    assert sorted(core.take_effects().unfences) == ["t.a1", "t.a1.r1", "t.a3"]
+    submit(core, "t")  # the same id, a new task
+    core.route(301.0)
+    assert core.tasks["t"].current_attempt == "t.a1"

@@ -41,6 +41,7 @@ GpuKey = tuple[str, int]
 NO_GPUS: frozenset[GpuKey] = frozenset()
 MAX_EVENTS = 200
 LAZY_WRITE = 1.0  # seconds a RUNNING transition may wait to be written with the next change
+OVERTAKEN_AFTER = 1.0  # seconds between two sends to one GPU that no clock skew reorders
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,9 @@ class Core:
                 self._set_state(task, RUNNING)
                 # Deferred: a short task's next write (its outcome) carries this event too.
                 self._attempt_event(task, at, "started", attempt, lazy_until=now + LAZY_WRITE)
+                if attempt.urgent is False and (attempt.bundle is None
+                                                or attempt.bundle.startswith(attempt.id + "+")):
+                    self._overtaken(task, attempt, now)
         elif kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             if attempt.started:
@@ -604,7 +608,11 @@ class Core:
                   bundle: str | None = None) -> dict[str, Any]:
         """A new attempt on `gpu`; published as its own message unless part of a bundle."""
         number = len(task.attempts) + 1
-        attempt = Attempt(f"{task.id}.a{number}", gpu.node, gpu.index, DISPATCHED, now, bundle=bundle)
+        urgent = task.id in self.urgent
+        if priority is None:
+            priority = NORMAL if bundle is not None or not urgent else URGENT
+        attempt = Attempt(f"{task.id}.a{number}", gpu.node, gpu.index, DISPATCHED, now, bundle=bundle,
+                          urgent=priority == URGENT)
         task.attempts.append(attempt)
         task.current_attempt = attempt.id
         key = gpu.key
@@ -617,9 +625,7 @@ class Core:
             self.bundle_of[task.id] = bundle
         self.live[task.session] += 1
         self._plan_dirty = True
-        urgent = False
-        if task.id in self.urgent:
-            urgent = True
+        if urgent:
             self.urgent.discard(task.id)
             self.constraints.pop(task.id, None)
         elif self.constraints:
@@ -631,8 +637,7 @@ class Core:
                    "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
                    "local_try": self._local_tries(task), "checkpoint": None}
         if bundle is None:
-            self.fx.publishes.append(Publish(
-                gpu.queue, message, priority if priority is not None else (URGENT if urgent else NORMAL)))
+            self.fx.publishes.append(Publish(gpu.queue, message, priority))
         return message
 
     @staticmethod
@@ -828,6 +833,25 @@ class Core:
         self._constrain(task)
         self._event(task, now, "superseded", attempt=attempt.id, reason=why)
         self._requeue_in_order(task)
+
+    def _overtaken(self, started: Task, attempt: Attempt, now: float) -> None:
+        """A GPU queue is first in, first out within a priority, and a normal message comes
+        after every other: once one starts, an attempt sent to that GPU clearly before it
+        that has still not started never will (its message was lost: a leader that died
+        between its commit and its publish, a Redis that lost its queues). Re-route it now;
+        the GPU's silence check would never fire while its worker keeps running others."""
+        gpu = self.gpus.get((attempt.node, attempt.gpu))
+        if gpu is None or len(gpu.outstanding) < 2:
+            return
+        before = attempt.dispatched - OVERTAKEN_AFTER
+        for task_id in sorted(gpu.outstanding - {started.id}, key=lambda t: self.tasks[t].seq):
+            task = self.tasks[task_id]
+            other = task.live_attempt
+            if other is not None and other.state == DISPATCHED and other.dispatched < before:
+                log.warning("attempt %s on %s:%d never started while a later one did; re-routing",
+                            other.id, other.node, other.gpu)
+                self._supersede(task, other, now, "its message never reached the worker: "
+                                                  f"{attempt.id}, sent later, started first")
 
     def _requeue_in_order(self, task: Task) -> None:
         queue = self.pending.setdefault(task.session, deque())

@@ -25,11 +25,12 @@ class Attempt:
     ended: float | None = None
     error: dict[str, Any] | None = None
     bundle: str | None = None  # the message it travels in, when that carries several (M11)
+    urgent: bool | None = None  # sent at the urgent priority (None: not sent by the leader)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "node": self.node, "gpu": self.gpu, "state": self.state,
                 "dispatched": self.dispatched, "started": self.started, "ended": self.ended,
-                "error": self.error, "bundle": self.bundle}
+                "error": self.error, "bundle": self.bundle, "urgent": self.urgent}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attempt:

@@ -276,3 +276,32 @@ def test_a_deleted_record_takes_its_fences_with_it_so_the_id_can_be_used_again()
     submit(core, "t")  # the same id, a new task
     core.route(301.0)
     assert core.tasks["t"].current_attempt == "t.a1"
+
+
+def test_an_attempt_whose_message_was_lost_moves_once_a_later_one_starts_on_its_gpu() -> None:
+    one = {"n1": {"gpus": [{"index": 0}], "algorithms": ["a"]}}
+    old = make(nodes=one)
+    submit(old, "x")
+    old.route(1.0)
+    records = [t.to_dict() for t in old.take_effects().tasks.values()]  # committed; publish lost
+    new = Core(KEYS, Policy())
+    new.load(records, dict(old.sessions), now=4.0)
+    new.nodes_changed(one, 4.0)
+    submit(new, "y")
+    new.route(5.0)
+    assert new.tasks["y"].state == "QUEUED"
+    report(new, "y", "started", now=5.5)  # the worker runs y: x's message is not ahead of it
+    assert new.tasks["x"].attempts[0].state == "SUPERSEDED"
+    assert new.tasks["x"].state == "PENDING" and "x" in new.urgent
+
+
+def test_an_attempt_overtaken_by_an_urgent_one_is_left_waiting() -> None:
+    one = {"n1": {"gpus": [{"index": 0}], "algorithms": ["a"]}}
+    core = make(nodes=one)
+    submit(core, "x")
+    core.route(1.0)
+    submit(core, "y")
+    core.urgent.add("y")  # re-routed from elsewhere: sent ahead of everything
+    core.route(3.0)
+    report(core, "y", "started", now=3.1)
+    assert core.tasks["x"].attempts[0].state == "DISPATCHED"

@@ -268,7 +268,7 @@ class Core:
                 self._attempt_event(task, at, "started", attempt, lazy_until=now + LAZY_WRITE)
                 if attempt.urgent is False and (attempt.bundle is None
                                                 or attempt.bundle.startswith(attempt.id + "+")):
-                    self._overtaken(task, attempt, now)
+                    self._overtaken(attempt, now)
         elif kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             if attempt.started:
@@ -834,7 +834,7 @@ class Core:
         self._event(task, now, "superseded", attempt=attempt.id, reason=why)
         self._requeue_in_order(task)
 
-    def _overtaken(self, started: Task, attempt: Attempt, now: float) -> None:
+    def _overtaken(self, attempt: Attempt, now: float) -> None:
         """A GPU queue is first in, first out within a priority, and a normal message comes
         after every other: once one starts, an attempt sent to that GPU clearly before it
         that has still not started never will (its message was lost: a leader that died
@@ -844,14 +844,14 @@ class Core:
         if gpu is None or len(gpu.outstanding) < 2:
             return
         before = attempt.dispatched - OVERTAKEN_AFTER
-        for task_id in sorted(gpu.outstanding - {started.id}, key=lambda t: self.tasks[t].seq):
-            task = self.tasks[task_id]
-            other = task.live_attempt
-            if other is not None and other.state == DISPATCHED and other.dispatched < before:
-                log.warning("attempt %s on %s:%d never started while a later one did; re-routing",
-                            other.id, other.node, other.gpu)
-                self._supersede(task, other, now, "its message never reached the worker: "
-                                                  f"{attempt.id}, sent later, started first")
+        lost = [(task, other) for task_id in gpu.outstanding
+                if (other := (task := self.tasks[task_id]).live_attempt) is not None
+                and other.state == DISPATCHED and other.dispatched < before]
+        for task, other in sorted(lost, key=lambda pair: pair[0].seq):
+            log.warning("attempt %s on %s:%d never started while a later one did; re-routing",
+                        other.id, other.node, other.gpu)
+            self._supersede(task, other, now, "its message never reached the worker: "
+                                              f"{attempt.id}, sent later, started first")
 
     def _requeue_in_order(self, task: Task) -> None:
         queue = self.pending.setdefault(task.session, deque())

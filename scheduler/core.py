@@ -30,7 +30,9 @@ from scheduler.records import (
     SUCCEEDED,
     SUPERSEDED,
     TASK_STATES,
+    TERMINAL,
     Attempt,
+    Retired,
     Task,
 )
 from tasks.errors import is_device_error
@@ -41,6 +43,7 @@ GpuKey = tuple[str, int]
 NO_GPUS: frozenset[GpuKey] = frozenset()
 MAX_EVENTS = 200
 LAZY_WRITE = 1.0  # seconds a RUNNING transition may wait to be written with the next change
+RETIRE_AFTER = 60.0  # seconds a finished task stays whole in memory before it is retired
 OVERTAKEN_AFTER = 1.0  # seconds between two sends to one GPU that no clock skew reorders
 
 
@@ -105,7 +108,9 @@ class Core:
         self.keys = keys
         self.writer = writer  # recorded in every event: which replica decided it
         self.policy = policy or Policy()
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, Task] = {}  # live ones, and those finished in the last minute
+        self.retired: dict[str, Retired] = {}  # finished and written; oldest first
+        self._ending: deque[str] = deque()  # finished and still whole, oldest first
         self.pending: dict[str, deque[str]] = {}
         self.constraints: dict[str, placement.Constraint] = {}
         self.urgent: set[str] = set()
@@ -171,10 +176,14 @@ class Core:
             self.serving.setdefault(data.get("session"), set()).add(gpu_key)
             self.plan_info[gpu_key] = data
             self.plan_generation = max(self.plan_generation, int(data.get("generation", 0)))
+        finished = []
         for task in sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq):
-            self.tasks[task.id] = task
             self.counts[task.state] += 1
             self.seq = max(self.seq, task.seq)
+            if task.terminal:
+                finished.append(Retired.of(task) + (task.id,))
+                continue
+            self.tasks[task.id] = task
             if task.state == PENDING:
                 self.pending.setdefault(task.session, deque()).append(task.id)
                 if task.attempts:
@@ -196,6 +205,8 @@ class Core:
             messages = {self.bundle_of.get(t, t) for t in gpu.outstanding}
             if messages:
                 self.busy[key] = len(messages)
+        for *retired, task_id in sorted(finished):
+            self.retired[task_id] = Retired(*retired)
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -206,7 +217,7 @@ class Core:
                 self.admin(parsed, now)
             elif isinstance(parsed, Rejection):
                 self._reject(parsed, now)
-        elif parsed.task_id in self.tasks:
+        elif parsed.task_id in self.tasks or parsed.task_id in self.retired:
             log.info("task %s already exists; duplicate submission ignored", parsed.task_id)
         else:
             self.seq += 1
@@ -354,6 +365,7 @@ class Core:
             self._next_liveness_check = now + 0.5
             self._check_liveness(now)
             self._flush_lazy(now)
+            self._retire(now - RETIRE_AFTER)
         if now >= self._next_compaction:
             self._next_compaction = now + 30.0
             self.compact(now)
@@ -419,26 +431,43 @@ class Core:
                 self.pending[session] = deque(t for t in queue if t not in ids)
 
     def compact(self, now: float) -> int:
-        """Delete the records of tasks terminal for longer than the retention period."""
+        """Delete the records of tasks finished longer ago than the retention period."""
         cutoff = now - self.policy.task_retention
-        old = [t for t in self.tasks.values()
-               if t.terminal and t.events and t.events[-1]["time"] < cutoff]
-        for task in old:
-            self.fx.tasks[task.id] = None
+        self._retire(cutoff)
+        old = []
+        for task_id, retired in self.retired.items():  # oldest first: read only what expired
+            if retired.ended >= cutoff:
+                break
+            old.append(task_id)
+        for task_id in old:
+            retired = self.retired.pop(task_id)
+            self.fx.tasks[task_id] = None
             # Its id may be used again (it is no longer known): its fences must not outlive it.
-            self.fx.unfences.extend(a.id for a in task.attempts)
-            self.counts[task.state] -= 1
-            self.forget(task.id)
+            self.fx.unfences.extend(retired.attempts)
+            self.counts[retired.state] -= 1
         if old:
             log.info("compacted %d terminal task record(s) older than %.0f s", len(old),
                      self.policy.task_retention)
         return len(old)
 
+    def _retire(self, before: float) -> None:
+        """Retire the tasks that finished before `before` (their records long written)."""
+        ending = self._ending
+        while ending:
+            task = self.tasks.get(ending[0])
+            if task is not None and task.terminal:
+                if task.events and task.events[-1]["time"] >= before:
+                    return
+                self.forget(task.id)
+            ending.popleft()
+
     def forget(self, task_id: str) -> None:
-        """Drop a terminal task from memory (its record stays in etcd until retention ends)."""
+        """Keep only the Retired summary of a finished task (its record stays in etcd until
+        the retention period ends); the simulator calls it as soon as a task settles."""
         task = self.tasks.get(task_id)
         if task is not None and task.terminal:
             del self.tasks[task_id]
+            self.retired[task_id] = Retired.of(task)
             for index in (self.lazy, self.seen, self.constraints):
                 index.pop(task_id, None)
             self.urgent.discard(task_id)
@@ -777,7 +806,11 @@ class Core:
     def _verdicts(self, key: GpuKey) -> gh.Verdicts:
         def elsewhere(task_id: str, state: str) -> bool:
             task = self.tasks.get(task_id)
-            return task is not None and any(
+            if task is None:
+                retired = self.retired.get(task_id)
+                return retired is not None and any(
+                    k != key for k in (retired.succeeded_on if state == SUCCEEDED else retired.failed_on))
+            return any(
                 a.state == state and (a.node, a.gpu) != key
                 and not (state == FAILED and is_device_error(a.error))
                 for a in task.attempts)
@@ -882,13 +915,14 @@ class Core:
 
     def _reject(self, rejection: Rejection, now: float) -> None:
         log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)", rejection.reason)
-        if rejection.task_id is None or rejection.task_id in self.tasks:
+        if rejection.task_id is None or rejection.task_id in self.tasks or rejection.task_id in self.retired:
             return
         task = Task(id=rejection.task_id, session=rejection.session or "",
                     algorithm=rejection.algorithm or "", state=REJECTED, submitted=now,
                     reason=rejection.reason)
         self.tasks[task.id] = task
         self.counts[REJECTED] += 1
+        self._ending.append(task.id)
         self._event(task, now, "rejected", reason=rejection.reason)
 
     def _session(self, req: SessionRequest, now: float) -> None:
@@ -908,6 +942,8 @@ class Core:
             self.counts[task.state] -= 1
             self.counts[state] += 1
             task.state = state
+            if state in TERMINAL:
+                self._ending.append(task.id)
 
     def _event(self, task: Task, at: float, kind: str, lazy_until: float | None = None,
                **detail: Any) -> None:

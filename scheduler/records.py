@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from tasks.errors import is_device_error
 
 PENDING, QUEUED, RUNNING = "PENDING", "QUEUED", "RUNNING"
 SUCCEEDED, FAILED, CANCELLED, REJECTED = "SUCCEEDED", "FAILED", "CANCELLED", "REJECTED"
@@ -85,3 +87,25 @@ class Task:
         values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         values["attempts"] = [Attempt.from_dict(a) for a in data.get("attempts", [])]
         return cls(**values)
+
+
+class Retired(NamedTuple):
+    """What the leader keeps in memory of a finished task once its record is written: enough
+    to refuse its id again, to weigh the evidence its attempts give against GPUs, and to
+    delete its record and fences when the retention period ends: about 230 bytes where the
+    whole task took 1.6 KB."""
+
+    ended: float
+    state: str
+    attempts: tuple[str, ...]
+    succeeded_on: tuple[tuple[str, int], ...]
+    failed_on: tuple[tuple[str, int], ...]  # failures that were not device faults
+
+    @classmethod
+    def of(cls, task: Task) -> Retired:
+        return cls(
+            task.events[-1]["time"] if task.events else task.submitted, task.state,
+            tuple(a.id for a in task.attempts),
+            tuple((a.node, a.gpu) for a in task.attempts if a.state == SUCCEEDED),
+            tuple((a.node, a.gpu) for a in task.attempts
+                  if a.state == FAILED and not is_device_error(a.error)))

@@ -260,8 +260,9 @@ class Scheduler:
         self.inbound = Inbound(self.redis, self.sid, self.inbox)
         self.inbound.start()
         log.info(
-            "%s leading (token %s): %d tasks, %d pending, rebuilt from %s in %.0f ms",
-            self.sid, token, len(self.core.tasks), sum(len(q) for q in self.core.pending.values()),
+            "%s leading (token %s): %d tasks, %d finished, %d pending, rebuilt from %s in %.0f ms",
+            self.sid, token, len(self.core.tasks), len(self.core.retired),
+            sum(len(q) for q in self.core.pending.values()),
             "the warm mirror" if warm else "etcd", (time.monotonic() - started) * 1000,
         )
 

@@ -166,6 +166,8 @@ class Simulation:
         self._final_check()
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+        self.core.allocate_fn = allocator.changes  # unwrapped: no reference cycle is left
+        vars(self.core).pop("route", None)
         return self.result
 
     def _busy(self) -> bool:

@@ -183,3 +183,35 @@ def test_terminal_records_are_deleted_after_the_retention_period_and_live_ones_k
     assert fx.tasks["done"] is None
     assert "done" not in core.tasks and "waiting" in core.tasks
     assert core.summary()["tasks"]["succeeded"] == 0
+
+
+def test_a_finished_task_is_retired_after_a_minute_and_its_id_still_refused() -> None:
+    core = core_with_nodes()
+    submit(core, "t")
+    core.route(1.0)
+    status(core, "t", "started")
+    status(core, "t", "succeeded", result_ref="r")
+    core.tick(30.0)
+    assert "t" in core.tasks  # whole for a while: late events still find it
+    core.tick(70.0)
+    assert "t" not in core.tasks and core.retired["t"].state == "SUCCEEDED"
+    core.take_effects()
+    submit(core, "t")
+    assert "t" not in core.tasks and core.take_effects().tasks == {}
+    assert core.summary()["tasks"]["succeeded"] == 1
+
+
+def test_a_new_leader_keeps_finished_tasks_retired_and_deletes_them_on_time() -> None:
+    core = Core(KEYS, Policy(depth=2, task_retention=100.0))
+    core.nodes_changed(NODES, 0.0)
+    submit(core, "done")
+    core.route(1.5)
+    status(core, "done", "started")
+    status(core, "done", "succeeded", result_ref="r")
+    records = [t.to_dict() for t in core.take_effects().tasks.values()]
+    fresh = Core(KEYS, Policy(depth=2, task_retention=100.0))
+    fresh.load(records, {}, now=10.0)
+    assert "done" not in fresh.tasks and "done" in fresh.retired
+    assert fresh.summary()["tasks"]["succeeded"] == 1
+    assert fresh.compact(50.0) == 0 and fresh.compact(200.0) == 1
+    assert fresh.take_effects().unfences == ["done.a1"]

@@ -305,3 +305,21 @@ def test_an_attempt_overtaken_by_an_urgent_one_is_left_waiting() -> None:
     core.route(3.0)
     report(core, "y", "started", now=3.1)
     assert core.tasks["x"].attempts[0].state == "DISPATCHED"
+
+
+def test_a_retired_task_still_counts_as_evidence_against_the_gpu_it_failed_on() -> None:
+    core = make()
+    submit(core, "t", local=0)
+    core.route(1.0)
+    bad = where(core, "t")
+    report(core, "t", "started", now=1.1)
+    report(core, "t", "failed", now=1.2, error=APP)
+    core.route(2.0)
+    good = where(core, "t")
+    report(core, "t", "started", now=2.1)
+    report(core, "t", "succeeded", now=2.2, result_ref="r")
+    core.tick(100.0)
+    assert "t" not in core.tasks and "t" in core.retired
+    assert core._verdicts(bad).succeeded_elsewhere("t")
+    assert not core._verdicts(good).succeeded_elsewhere("t")
+    assert core._verdicts(good).failed_elsewhere("t")

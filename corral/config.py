@@ -33,6 +33,7 @@ ENV = {
     "worker_log_level": "CORRAL_WORKER_LOG_LEVEL",
     "batch_max": "CORRAL_BATCH_MAX",
     "batch_seconds": "CORRAL_BATCH_SECONDS",
+    "etcd_history": "CORRAL_ETCD_HISTORY",
 }
 
 
@@ -61,6 +62,7 @@ class Settings:
     worker_log_level: str = "WARNING"  # GPU workers' Celery log level (INFO logs every task)
     batch_max: int = 32  # most tasks per GPU-queue message (M11); 1 turns batching off
     batch_seconds: float = 0.05  # work one batched message should carry
+    etcd_history: float = 300.0  # seconds of etcd revision history the leader keeps
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -34,6 +34,8 @@ from scheduler.records import (
     Attempt,
     Retired,
     Task,
+    read_retired,
+    retire,
 )
 from tasks.errors import is_device_error
 
@@ -181,7 +183,7 @@ class Core:
             self.counts[task.state] += 1
             self.seq = max(self.seq, task.seq)
             if task.terminal:
-                finished.append(Retired.of(task) + (task.id,))
+                finished.append((task.id, retire(task)))
                 continue
             self.tasks[task.id] = task
             if task.state == PENDING:
@@ -205,8 +207,8 @@ class Core:
             messages = {self.bundle_of.get(t, t) for t in gpu.outstanding}
             if messages:
                 self.busy[key] = len(messages)
-        for *retired, task_id in sorted(finished):
-            self.retired[task_id] = Retired(*retired)
+        for task_id, retired in sorted(finished, key=lambda pair: read_retired(pair[1]).ended):
+            self.retired[task_id] = retired
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -435,12 +437,13 @@ class Core:
         cutoff = now - self.policy.task_retention
         self._retire(cutoff)
         old = []
-        for task_id, retired in self.retired.items():  # oldest first: read only what expired
+        for task_id, summary in self.retired.items():  # oldest first: read only what expired
+            retired = read_retired(summary)
             if retired.ended >= cutoff:
                 break
-            old.append(task_id)
-        for task_id in old:
-            retired = self.retired.pop(task_id)
+            old.append((task_id, retired))
+        for task_id, retired in old:
+            del self.retired[task_id]
             self.fx.tasks[task_id] = None
             # Its id may be used again (it is no longer known): its fences must not outlive it.
             self.fx.unfences.extend(retired.attempts)
@@ -462,12 +465,12 @@ class Core:
             ending.popleft()
 
     def forget(self, task_id: str) -> None:
-        """Keep only the Retired summary of a finished task (its record stays in etcd until
+        """Keep only the retired summary of a finished task (its record stays in etcd until
         the retention period ends); the simulator calls it as soon as a task settles."""
         task = self.tasks.get(task_id)
         if task is not None and task.terminal:
             del self.tasks[task_id]
-            self.retired[task_id] = Retired.of(task)
+            self.retired[task_id] = retire(task)
             for index in (self.lazy, self.seen, self.constraints):
                 index.pop(task_id, None)
             self.urgent.discard(task_id)
@@ -804,12 +807,17 @@ class Core:
         self._set_gpu_health(key, gh.on_signal(health, reason, now), now)
 
     def _verdicts(self, key: GpuKey) -> gh.Verdicts:
+        gpu = f"{key[0]}/{key[1]}"  # as a retired task names GPUs
+
         def elsewhere(task_id: str, state: str) -> bool:
             task = self.tasks.get(task_id)
             if task is None:
-                retired = self.retired.get(task_id)
-                return retired is not None and any(
-                    k != key for k in (retired.succeeded_on if state == SUCCEEDED else retired.failed_on))
+                summary = self.retired.get(task_id)
+                if summary is None:
+                    return False
+                retired = read_retired(summary)
+                return any(g != gpu for g in (retired.succeeded_on if state == SUCCEEDED
+                                              else retired.failed_on))
             return any(
                 a.state == state and (a.node, a.gpu) != key
                 and not (state == FAILED and is_device_error(a.error))

@@ -22,7 +22,7 @@ from corral import fence
 from corral.config import Settings
 from corral.etcd import connect, prefix_json
 from corral.keys import Keys
-from scheduler import heap
+from scheduler import heap, history
 from scheduler.core import Core, Policy
 from scheduler.election import Election
 from scheduler.http import StatusServer
@@ -86,6 +86,7 @@ class Scheduler:
         self.mirror.start()
         threading.Thread(target=self._elect, daemon=True, name="corral-election").start()
         threading.Thread(target=self._poll_nodes, daemon=True, name="corral-nodes").start()
+        threading.Thread(target=self._compact_history, daemon=True, name="corral-history").start()
         log.info("scheduler %s up (http %s)", self.sid, self.http.address)
         try:
             self._loop()
@@ -134,6 +135,23 @@ class Scheduler:
             except Exception as exc:
                 log.warning("reading nodes failed: %s", exc)
             self.stopping.wait(NODE_POLL)
+
+    def _compact_history(self) -> None:
+        """While leading: keep etcd's revision history to `etcd_history` seconds (history.py)."""
+        every = min(history.EVERY, max(0.5, self.settings.etcd_history / 4))
+        kept = history.History(self.settings.etcd_history)
+        while not self.stopping.wait(every):
+            if self.token is None:
+                kept = history.History(self.settings.etcd_history)  # a new term starts afresh
+                continue
+            try:
+                revision = self.etcd.get_response(self.keys.leader).header.revision
+                target = kept.mark(time.monotonic(), revision)
+                if target is not None:
+                    self.etcd.compact(target)
+                    log.debug("etcd history compacted up to revision %d", target)
+            except Exception as exc:  # compacted already, or etcd away: the next round retries
+                log.info("etcd history compaction skipped: %s", exc)
 
     # ------------------------------------------------------------ the loop
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from corral.keys import Keys
 from scheduler.core import Core, Policy
 from scheduler.ingress import Rejection, Submission
+from scheduler.records import read_retired
 
 KEYS = Keys("t")
 NODES = {"node-1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["corral.echo"]}}
@@ -194,7 +195,7 @@ def test_a_finished_task_is_retired_after_a_minute_and_its_id_still_refused() ->
     core.tick(30.0)
     assert "t" in core.tasks  # whole for a while: late events still find it
     core.tick(70.0)
-    assert "t" not in core.tasks and core.retired["t"].state == "SUCCEEDED"
+    assert "t" not in core.tasks and read_retired(core.retired["t"]).state == "SUCCEEDED"
     core.take_effects()
     submit(core, "t")
     assert "t" not in core.tasks and core.take_effects().tasks == {}

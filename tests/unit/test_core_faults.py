@@ -36,6 +36,14 @@ def where(core: Core, tid: str) -> tuple[str, int]:
     return a.node, a.gpu
 
 
+def running(core: Core, tid: str = "t", **retry: int) -> tuple[str, int]:
+    """Submit a task, route it and have its worker start it; returns its GPU."""
+    submit(core, tid, **retry)
+    core.route(1.0)
+    report(core, tid, "started", now=1.2)
+    return where(core, tid)
+
+
 def test_a_worker_side_local_retry_is_recorded_on_the_same_gpu_without_a_publish() -> None:
     core = make()
     submit(core, "t")
@@ -208,14 +216,11 @@ def test_a_gpu_that_reports_keeps_its_queued_work() -> None:
 
 def test_a_refused_worker_retry_does_not_lend_its_fenced_id_to_the_next_dispatch() -> None:
     core = make()
-    submit(core, "t")
-    core.route(1.0)
-    node, _ = where(core, "t")
-    report(core, "t", "started", now=1.2)
+    node, _ = running(core)
     core.admin(AdminRequest("node.drain", node), 1.5)  # running work finishes; no retry there
-    report(core, "t", "failed", error=APP, retry_as="t.a2")
+    report(core, "t", "failed", error=APP, retry_as=local_retry_id("t.a1"))
     fenced = core.take_effects().fences
-    assert "t.a2" in fenced
+    assert "t.a1.r1" in fenced
     core.route(3.0)
     assert core.tasks["t"].current_attempt not in fenced
 
@@ -228,10 +233,7 @@ def test_a_workers_own_retries_are_named_apart_from_the_leaders_attempts() -> No
 
 def test_a_late_failure_fences_the_retry_its_worker_queued_and_its_outcome_is_ignored() -> None:
     core = make()
-    submit(core, "t")
-    core.route(1.0)
-    node, gpu = where(core, "t")
-    report(core, "t", "started", now=1.2)
+    node, gpu = running(core)
     core.nodes_changed({n: v for n, v in TWO_NODES.items() if n != node}, 1.5)  # node lost
     core.take_effects()
     # The lost node's worker, still running, failed t.a1 and queued its own retry.
@@ -248,10 +250,7 @@ def test_a_late_failure_fences_the_retry_its_worker_queued_and_its_outcome_is_ig
 
 def test_a_silent_worker_loses_its_task_to_another_gpu_after_one_timeout() -> None:
     core = make(heartbeat_timeout=10.0)
-    submit(core, "t")
-    core.route(1.0)
-    silent = where(core, "t")
-    report(core, "t", "started", now=1.2)
+    silent = running(core)
     core.take_effects()
     core.tick(11.5)  # 10.3 s without a heartbeat
     core.tick(11.6)
@@ -261,10 +260,7 @@ def test_a_silent_worker_loses_its_task_to_another_gpu_after_one_timeout() -> No
 
 def test_a_deleted_record_takes_its_fences_with_it_so_the_id_can_be_used_again() -> None:
     core = make(task_retention=100.0)
-    submit(core, "t")
-    core.route(1.0)
-    node, _ = where(core, "t")
-    report(core, "t", "started", now=1.2)
+    node, _ = running(core)
     core.admin(AdminRequest("node.drain", node), 1.5)
     report(core, "t", "failed", now=1.6, error=APP, retry_as="t.a1.r1")  # refused: fenced
     core.route(2.0)

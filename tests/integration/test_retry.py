@@ -30,14 +30,17 @@ def test_a_task_that_fails_twice_then_succeeds_stays_on_its_gpu(client: Client) 
     assert attempts[0]["error"]["type"] == "AlgorithmFailed"
 
 
-def test_a_task_that_always_fails_on_one_host_succeeds_on_another(client: Client) -> None:
-    # Idle GPUs are filled in order, so the first attempt lands on node-1.
-    h = client.submit("corral.fail", {"message": "bad host", "nodes": ["node-1"]},
+def test_a_task_that_spends_its_local_retries_moves_to_another_host_and_succeeds(client: Client) -> None:
+    # It fails its first two attempts wherever they run (where the first lands is the
+    # allocator's choice): one try and one local retry on that GPU, then another host.
+    h = client.submit("corral.fail", {"message": "bad host", "first": 2},
                       retry=Retry(local=1, hosts=3, backoff=0.1))
-    assert h.result(timeout=60)["node"] == "node-2"
+    result = h.result(timeout=60)
     attempts = client.task(h.id)["attempts"]
-    assert [(a["node"], a["state"]) for a in attempts] == [
-        ("node-1", "FAILED"), ("node-1", "FAILED"), ("node-2", "SUCCEEDED")]
+    assert [a["state"] for a in attempts] == ["FAILED", "FAILED", "SUCCEEDED"]
+    assert (attempts[0]["node"], attempts[0]["gpu"]) == (attempts[1]["node"], attempts[1]["gpu"])
+    assert attempts[2]["node"] != attempts[0]["node"] == attempts[1]["node"]
+    assert result["node"] == attempts[2]["node"]
 
 
 def test_a_task_that_fails_everywhere_ends_failed_with_its_whole_history(client: Client) -> None:

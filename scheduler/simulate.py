@@ -267,7 +267,7 @@ class Simulation:
             self.result.violations.append(f"task {task_id} has {wins} recorded outcomes")
         self.result.outcomes[task.state] += 1
         self.expected.discard(task_id)
-        self.core.forget(task_id)
+        self._core(self.core.forget, task_id)  # the leader retires it too: its CPU counts
 
     def _final_check(self) -> None:
         self.result.quarantined = len(self.quarantined_at)

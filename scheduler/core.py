@@ -183,7 +183,7 @@ class Core:
             self.counts[task.state] += 1
             self.seq = max(self.seq, task.seq)
             if task.terminal:
-                finished.append((task.id, retire(task)))
+                finished.append(task)
                 continue
             self.tasks[task.id] = task
             if task.state == PENDING:
@@ -207,8 +207,8 @@ class Core:
             messages = {self.bundle_of.get(t, t) for t in gpu.outstanding}
             if messages:
                 self.busy[key] = len(messages)
-        for task_id, retired in sorted(finished, key=lambda pair: read_retired(pair[1]).ended):
-            self.retired[task_id] = retired
+        for task in sorted(finished, key=lambda t: t.last_change):  # oldest first, as compact() reads
+            self.retired[task.id] = retire(task)
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -219,7 +219,7 @@ class Core:
                 self.admin(parsed, now)
             elif isinstance(parsed, Rejection):
                 self._reject(parsed, now)
-        elif parsed.task_id in self.tasks or parsed.task_id in self.retired:
+        elif self._known(parsed.task_id):
             log.info("task %s already exists; duplicate submission ignored", parsed.task_id)
         else:
             self.seq += 1
@@ -238,6 +238,10 @@ class Core:
                 self._session(SessionRequest(task.session, "open"), now)
         if ack is not None:
             self.fx.acks.append(ack)
+
+    def _known(self, task_id: str) -> bool:
+        """Whether a task of this id exists (live, or finished and not yet compacted)."""
+        return task_id in self.tasks or task_id in self.retired
 
     def status(self, event: dict[str, Any], now: float, ack: Any) -> None:
         if ack is not None:
@@ -264,12 +268,12 @@ class Core:
         if task is None or attempt is None:
             log.info("status for an unknown task or attempt ignored: %s", _brief(event))
             return
+        at = float(event.get("time") or now)
         if task.current_attempt != attempt.id or attempt.state not in (DISPATCHED, RUNNING):
             log.info("late %s of %s attempt %s ignored", event.get("kind"), task.id, attempt.id)
             if kind == "failed" and event.get("retry_as"):  # nor may the retry it queued run
-                self._refuse_retry(task, attempt, str(event["retry_as"]), float(event.get("time") or now))
+                self._refuse_retry(task, attempt, str(event["retry_as"]), at)
             return
-        at = float(event.get("time") or now)
         if kind in ("heartbeat", "progress", "checkpoint"):
             _touch(self.seen, task.id, now)
         elif kind == "started":
@@ -459,7 +463,7 @@ class Core:
         while ending:
             task = self.tasks.get(ending[0])
             if task is not None and task.terminal:
-                if task.events and task.events[-1]["time"] >= before:
+                if task.last_change >= before:
                     return
                 self.forget(task.id)
             ending.popleft()
@@ -923,7 +927,7 @@ class Core:
 
     def _reject(self, rejection: Rejection, now: float) -> None:
         log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)", rejection.reason)
-        if rejection.task_id is None or rejection.task_id in self.tasks or rejection.task_id in self.retired:
+        if rejection.task_id is None or self._known(rejection.task_id):
             return
         task = Task(id=rejection.task_id, session=rejection.session or "",
                     algorithm=rejection.algorithm or "", state=REJECTED, submitted=now,

@@ -62,6 +62,11 @@ class Task:
         return self.state in TERMINAL
 
     @property
+    def last_change(self) -> float:
+        """When its record last changed (for a finished task: when it ended)."""
+        return self.events[-1]["time"] if self.events else self.submitted
+
+    @property
     def live_attempt(self) -> Attempt | None:
         for attempt in reversed(self.attempts):
             if attempt.id == self.current_attempt and attempt.state in LIVE_ATTEMPT:
@@ -109,9 +114,8 @@ class RetiredTask(NamedTuple):
 
 
 def retire(task: Task) -> Retired:
-    ended = task.events[-1]["time"] if task.events else task.submitted
     return _FIELD.join((
-        repr(float(ended)), task.state, _ITEM.join(a.id for a in task.attempts),
+        repr(float(task.last_change)), task.state, _ITEM.join(a.id for a in task.attempts),
         _ITEM.join(f"{a.node}/{a.gpu}" for a in task.attempts if a.state == SUCCEEDED),
         _ITEM.join(f"{a.node}/{a.gpu}" for a in task.attempts
                    if a.state == FAILED and not is_device_error(a.error))))

@@ -308,6 +308,84 @@ def session_list(
     typer.echo(json.dumps(_client(etcd, broker, cluster).status()["sessions"], indent=2))
 
 
+pipeline_app = typer.Typer(no_args_is_help=True, help="Check and run pipeline files (M9).")
+app.add_typer(pipeline_app, name="pipeline")
+
+
+def _pipeline(file: Path) -> Any:
+    from pipelines.spec import SpecError, load
+
+    try:
+        return load(file)
+    except SpecError as exc:
+        _fail(str(exc))
+
+
+@pipeline_app.command("check")
+def pipeline_check(file: Path) -> None:
+    """Validate a pipeline file and print its stages in the order they run."""
+    from pipelines.spec import order
+
+    spec = _pipeline(file)
+    typer.echo(f"pipeline {spec.name}: {spec.source.kind} source {spec.source.path}")
+    for stage in order(spec.stages):
+        after = f" after {', '.join(stage.after)}" if stage.after else ""
+        typer.echo(f"  {stage.name}: {stage.algorithm}{after}")
+    typer.echo(f"  sink: {spec.sink.kind} {spec.sink.table} from {', '.join(spec.sink_stages())}")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    file: Path,
+    wait: bool = typer.Option(False, "--wait", help="wait for every item's rows and report"),
+    run_id: str | None = typer.Option(None, "--run-id", help="resume this run (submits what is missing)"),
+    spool: Path | None = typer.Option(None, "--spool", help="where a stream's segments are written "
+                                      "(shared storage when workers are on other hosts)"),
+    timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait at most"),
+    as_json: bool = typer.Option(False, "--json", help="end with one JSON line of the report"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Submit a pipeline: one task per stage per item of its source, and a sink per item."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines import run as runner
+    from pipelines.spec import SpecError
+
+    spec = _pipeline(file)
+    client = _client(etcd, broker, cluster)
+    started = time.time()
+    run_id = run_id or runner.new_run_id(spec)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=as_json) as bar:
+        reading = bar.add_task(f"{run_id}: items submitted", total=None)
+        try:
+            report = runner.submit(client, spec, run_id, spool,
+                                   on_item=lambda n: bar.update(reading, completed=n))
+        except SpecError as exc:
+            _fail(str(exc))
+        bar.update(reading, total=report.items, completed=report.items)
+        if wait:
+            written = bar.add_task("items written", total=report.items)
+            try:
+                runner.finish(client, report, started, timeout,
+                              progress=lambda n: bar.update(written, completed=n))
+            except TimeoutError as exc:
+                _fail(f"{exc}; resume with --run-id {run_id}")
+    if not wait:
+        typer.echo(f"run {run_id}: {report.items} items, {report.tasks} tasks submitted")
+        return
+    typer.echo(f"run {run_id}: {report.succeeded}/{report.items} items written, {report.rows} rows, "
+               f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} per second)")
+    for index, why in sorted(report.failed.items())[:20]:
+        typer.echo(f"  item {index}: {why}", err=True)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def simulate(
     nodes: int = typer.Option(100, "--nodes", min=1),

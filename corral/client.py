@@ -6,7 +6,7 @@ import json
 import queue
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -67,9 +67,14 @@ class Client:
         task_id: str | None = None,
         retry: Retry | None = None,
         gpus: int = 1,
+        after: Mapping[str, Handle | str] | Iterable[Handle | str] | None = None,
     ) -> Handle:
+        """`after`: upstream tasks (handles or ids) this one waits for; their results reach
+        the algorithm as `ctx.inputs`, by input name (a mapping) or by task id (a list)."""
         task_id = task_id or uuid.uuid4().hex
         kwargs = _submit_kwargs(algorithm, args, session, task_id, gpus, (retry or Retry()).to_dict())
+        if after is not None:
+            kwargs["after"] = _upstream(after)
         self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=task_id)
         return Handle(self, task_id)
 
@@ -81,6 +86,13 @@ class Client:
         message and a round trip per task on the way in.
         """
         policy = (retry or Retry()).to_dict()
+        items = [_submit_kwargs(algorithm, args, session, uuid.uuid4().hex, gpus, policy)
+                 for args in args_list]
+        return self.send(items)
+
+    def send(self, items: Iterable[dict[str, Any]]) -> list[Handle]:
+        """Submit prepared ingress kwargs (DESIGN 5.4, each with its task_id), many to a
+        message, in order: an upstream task sent before its dependents is known to them."""
         handles: list[Handle] = []
         batch: list[dict[str, Any]] = []
         size = 0
@@ -92,15 +104,13 @@ class Client:
                                           task_id=uuid.uuid4().hex, producer=producer)
                 batch, size = [], 0
 
-            for args in args_list:
-                task_id = uuid.uuid4().hex
-                item = _submit_kwargs(algorithm, args, session, task_id, gpus, policy)
-                weight = len(json.dumps(args, separators=(",", ":"))) + 200
+            for item in items:
+                weight = len(json.dumps(item.get("args"), separators=(",", ":"))) + 200
                 if batch and (len(batch) >= MAP_BATCH or size + weight > MAP_BATCH_BYTES):
                     flush()
                 batch.append(item)
                 size += weight
-                handles.append(Handle(self, task_id))
+                handles.append(Handle(self, item["task_id"]))
             flush()
         return handles
 
@@ -283,6 +293,15 @@ def _submit_kwargs(algorithm: str, args: Any, session: str, task_id: str, gpus: 
     """The kwargs of one submission (DESIGN 5.4), alone or as an element of a batch."""
     return {"algorithm": algorithm, "args": args, "session": session, "task_id": task_id,
             "gpus": gpus, "retry": retry}
+
+
+def _upstream(after: Mapping[str, Handle | str] | Iterable[Handle | str]) -> dict[str, str] | list[str]:
+    def task_id(x: Handle | str) -> str:
+        return x.id if isinstance(x, Handle) else str(x)
+
+    if isinstance(after, Mapping):
+        return {str(name): task_id(x) for name, x in after.items()}
+    return [task_id(x) for x in after]
 
 
 def connect(

@@ -21,6 +21,7 @@ from scheduler import gpu_health as gh
 from scheduler import node_health as nh
 from scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission
 from scheduler.records import (
+    CANCELLED,
     DISPATCHED,
     FAILED,
     PENDING,
@@ -116,6 +117,8 @@ class Core:
         self.pending: dict[str, deque[str]] = {}
         self.constraints: dict[str, placement.Constraint] = {}
         self.urgent: set[str] = set()
+        self.waiting: dict[str, set[str]] = {}  # upstream task id -> tasks waiting for it (M9)
+        self._ended_upstream: list[str] = []  # upstream tasks that ended since the last tick
         self.gpus: dict[GpuKey, Gpu] = {}
         self.gpu_health: dict[GpuKey, gh.GpuHealth] = {}
         self.node_health: dict[str, nh.NodeHealth] = {}
@@ -178,7 +181,7 @@ class Core:
             self.serving.setdefault(data.get("session"), set()).add(gpu_key)
             self.plan_info[gpu_key] = data
             self.plan_generation = max(self.plan_generation, int(data.get("generation", 0)))
-        finished = []
+        finished, linking = [], []
         for task in sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq):
             self.counts[task.state] += 1
             self.seq = max(self.seq, task.seq)
@@ -186,7 +189,9 @@ class Core:
                 finished.append(task)
                 continue
             self.tasks[task.id] = task
-            if task.state == PENDING:
+            if task.state == PENDING and task.waiting:
+                linking.append(task)
+            elif task.state == PENDING:
                 self.pending.setdefault(task.session, deque()).append(task.id)
                 if task.attempts:
                     self.urgent.add(task.id)
@@ -209,6 +214,10 @@ class Core:
                 self.busy[key] = len(messages)
         for task in sorted(finished, key=lambda t: t.last_change):  # oldest first, as compact() reads
             self.retired[task.id] = retire(task)
+        for task in linking:  # with every outcome known: wait, be queued, or be cancelled
+            if self._link(task, now):
+                self.pending.setdefault(task.session, deque()).append(task.id)
+        self._wake_dependents(now)
 
     def submit(self, parsed: Submission | SessionRequest | AdminRequest | Rejection, now: float,
                ack: Any) -> None:
@@ -221,6 +230,9 @@ class Core:
                 self._reject(parsed, now)
         elif self._known(parsed.task_id):
             log.info("task %s already exists; duplicate submission ignored", parsed.task_id)
+        elif parsed.after and (unknown := [u for u in parsed.after.values() if not self._known(u)]):
+            self._reject(Rejection(parsed.task_id, f"'after' names unknown task(s) {', '.join(unknown)}: "
+                                   "submit upstream tasks first", parsed.algorithm, parsed.session), now)
         else:
             self.seq += 1
             task = Task(parsed.task_id, parsed.session, parsed.algorithm, parsed.args, PENDING, now,
@@ -230,6 +242,14 @@ class Core:
             self._plan_dirty = True
             task.events.append({"time": now, "event": "submitted", "by": self.writer})
             self.fx.tasks[task.id] = task
+            if parsed.after is not None:
+                task.after = parsed.after
+                if not self._link(task, now, fresh=True):
+                    if task.session not in self.sessions:
+                        self._session(SessionRequest(task.session, "open"), now)
+                    if ack is not None:
+                        self.fx.acks.append(ack)
+                    return
             queue = self.pending.get(task.session)
             if queue is None:  # not setdefault: a deque per call costs more than the task
                 queue = self.pending[task.session] = deque()
@@ -362,6 +382,8 @@ class Core:
                         self._supersede(self.tasks[task_id], attempt, now, f"node {req.node} drained")
 
     def tick(self, now: float) -> None:
+        if self._ended_upstream:
+            self._wake_dependents(now)
         for name, health in [(n, h) for n, h in self.node_health.items() if h.state == nh.REJOINING]:
             after = nh.on_tick(health, now, self.policy.nodes)
             if after != health:
@@ -672,6 +694,8 @@ class Core:
                    "algorithm": task.algorithm, "args": task.args, "session": task.session,
                    "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
                    "local_try": self._local_tries(task), "checkpoint": None}
+        if task.inputs:
+            message["inputs"] = task.inputs
         if bundle is None:
             self.fx.publishes.append(Publish(gpu.queue, message, priority))
         return message
@@ -741,6 +765,65 @@ class Core:
             task.attempts.append(Attempt(id=retry_id, node=attempt.node, gpu=attempt.gpu,
                                          state=SUPERSEDED, dispatched=at, ended=at))
             self._event(task, at, "retry-refused", attempt=retry_id, node=attempt.node, gpu=attempt.gpu)
+
+    def _link(self, task: Task, now: float, fresh: bool = False) -> bool:
+        """Resolve a task's upstream tasks (M9). True when all have succeeded and it may be
+        queued; otherwise it waits for the rest, or is cancelled when one cannot succeed."""
+        assert task.after is not None
+        inputs = task.inputs if task.inputs is not None else {}
+        known = len(inputs)
+        missing = []
+        for name, up in task.after.items():
+            if name in inputs:
+                continue
+            state, winner = self._outcome(up)
+            if state == SUCCEEDED and winner is not None:
+                inputs[name] = [up, winner]
+            elif state is None or state in TERMINAL:
+                task.inputs = inputs
+                self._cancel(task, f"upstream task {up} ({name}) "
+                                   f"{'is unknown (compacted?)' if state is None else 'ended ' + state}", now)
+                return False
+            else:
+                missing.append(up)
+        changed = len(inputs) != known
+        task.inputs = inputs
+        for up in missing:
+            self.waiting.setdefault(up, set()).add(task.id)
+        if not missing and changed and not fresh:
+            self._event(task, now, "ready")  # was waiting: its record gains the inputs
+        return not missing
+
+    def _outcome(self, task_id: str) -> tuple[str | None, str | None]:
+        """A task's state and succeeded attempt, whether it is whole or retired."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            if task.state != SUCCEEDED:
+                return task.state, None
+            return SUCCEEDED, next(a.id for a in reversed(task.attempts) if a.state == SUCCEEDED)
+        summary = self.retired.get(task_id)
+        if summary is None:
+            return None, None
+        retired = read_retired(summary)
+        return retired.state, retired.winner
+
+    def _wake_dependents(self, now: float) -> None:
+        """Tasks whose upstream ended: queued when all their inputs are in, else cancelled
+        when one failed; a cancellation cascades down the DAG."""
+        ended = self._ended_upstream
+        while ended:
+            for task_id in sorted(self.waiting.pop(ended.pop(), ()), key=lambda t: self.tasks[t].seq):
+                task = self.tasks.get(task_id)
+                if task is None or task.state != PENDING or not task.waiting:
+                    continue
+                if self._link(task, now):
+                    self.pending.setdefault(task.session, deque()).append(task.id)
+                    self._plan_dirty = True
+
+    def _cancel(self, task: Task, reason: str, at: float) -> None:
+        task.reason = reason
+        self._set_state(task, CANCELLED)
+        self._event(task, at, "cancelled", reason=reason)
 
     def _fail(self, task: Task, reason: str, at: float) -> None:
         task.reason = reason
@@ -956,6 +1039,8 @@ class Core:
             task.state = state
             if state in TERMINAL:
                 self._ending.append(task.id)
+                if task.id in self.waiting:
+                    self._ended_upstream.append(task.id)
 
     def _event(self, task: Task, at: float, kind: str, lazy_until: float | None = None,
                **detail: Any) -> None:

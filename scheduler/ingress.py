@@ -26,6 +26,7 @@ class Submission:
     session: str = "default"
     gpus: int = 1
     retry: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETRY))
+    after: dict[str, str] | None = None  # input name -> upstream task id
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Rejection:
 Parsed = Submission | SessionRequest | AdminRequest | Rejection
 ADMIN_ACTIONS = ("gpu.quarantine", "gpu.release", "node.drain", "node.undrain")
 MAX_BATCH = 10_000  # tasks in one `corral.submit` message of the batch form
+MAX_UPSTREAM = 64  # upstream tasks one task may wait for
+INPUT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
 def parse_all(
@@ -169,7 +172,31 @@ def _submission(kwargs: dict[str, Any], message_id: str | None,
         ):
             return reject(f"'retry.{key}' must be a non-negative integer, got {value!r}")
         retry[key] = value
-    return Submission(task_id, algorithm, args, session, gpus, retry)
+    after = _after(kwargs.get("after"), task_id)
+    if isinstance(after, str):
+        return reject(after)
+    return Submission(task_id, algorithm, args, session, gpus, retry, after)
+
+
+def _after(raw: Any, task_id: str) -> dict[str, str] | None | str:
+    """`after`: upstream task ids, as a list (inputs named by id) or {input name: id};
+    the normalized mapping, or the reason it is refused."""
+    if raw is None or raw == [] or raw == {}:
+        return None
+    if isinstance(raw, list):
+        raw = {str(up): up for up in raw}
+    if not isinstance(raw, dict):
+        return f"'after' must be a list of task ids or an object of input name -> task id, got {raw!r}"
+    if len(raw) > MAX_UPSTREAM:
+        return f"'after' names {len(raw)} upstream tasks, over {MAX_UPSTREAM}"
+    for name, up in raw.items():
+        if not isinstance(up, str) or not ID_RE.match(up):
+            return f"'after' input {name!r}: {up!r} is not a valid task id"
+        if up == task_id:
+            return "'after' names the task itself"
+        if not INPUT_RE.match(name) and name != up:
+            return f"'after' input name {name!r} is not valid (letters, digits, _.-)"
+    return dict(raw)
 
 
 def _unwrap(headers: dict[str, Any], body: Any) -> tuple[str | None, str | None, Any]:

@@ -56,6 +56,13 @@ class Task:
     result_ref: str | None = None
     error: dict[str, Any] | None = None
     reason: str | None = None
+    after: dict[str, str] | None = None  # input name -> upstream task id (M9: a DAG edge)
+    inputs: dict[str, list[str]] | None = None  # input name -> [upstream id, its succeeded attempt]
+
+    @property
+    def waiting(self) -> bool:
+        """PENDING and held back: some upstream task has not succeeded yet."""
+        return bool(self.after) and len(self.inputs or ()) < len(self.after or ())
 
     @property
     def terminal(self) -> bool:
@@ -78,7 +85,7 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every value and is the leader's hot spot.
-        return {
+        out = {
             "id": self.id, "session": self.session, "algorithm": self.algorithm,
             "args": self.args, "state": self.state, "submitted": self.submitted,
             "seq": self.seq, "gpus": self.gpus, "retry": self.retry,
@@ -86,6 +93,9 @@ class Task:
             "current_attempt": self.current_attempt, "result_ref": self.result_ref,
             "error": self.error, "reason": self.reason,
         }
+        if self.after:
+            out["after"], out["inputs"] = self.after, self.inputs
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
@@ -111,17 +121,20 @@ class RetiredTask(NamedTuple):
     attempts: tuple[str, ...]
     succeeded_on: tuple[str, ...]  # GPUs as "node/index"
     failed_on: tuple[str, ...]  # failures that were not device faults
+    winner: str | None = None  # the attempt that succeeded (its result feeds downstream tasks)
 
 
 def retire(task: Task) -> Retired:
+    won = next((str(i) for i, a in enumerate(task.attempts) if a.state == SUCCEEDED), "")
     return _FIELD.join((
-        repr(float(task.last_change)), task.state, _ITEM.join(a.id for a in task.attempts),
+        repr(float(task.last_change)), task.state, won, _ITEM.join(a.id for a in task.attempts),
         _ITEM.join(f"{a.node}/{a.gpu}" for a in task.attempts if a.state == SUCCEEDED),
         _ITEM.join(f"{a.node}/{a.gpu}" for a in task.attempts
                    if a.state == FAILED and not is_device_error(a.error))))
 
 
 def read_retired(summary: Retired) -> RetiredTask:
-    ended, state, *lists = summary.split(_FIELD)
+    ended, state, won, *lists = summary.split(_FIELD)
     attempts, succeeded_on, failed_on = (tuple(x.split(_ITEM)) if x else () for x in lists)
-    return RetiredTask(float(ended), state, attempts, succeeded_on, failed_on)
+    return RetiredTask(float(ended), state, attempts, succeeded_on, failed_on,
+                       attempts[int(won)] if won else None)

@@ -18,6 +18,7 @@ class Context:
     number: int = 1  # this task's attempt number, counting every try
     state: Any = None
     checkpoint: Any = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # upstream results, by input name (M9)
     _progress: Callable[[dict[str, Any]], None] = field(default=lambda info: None, repr=False)
 
     @property

@@ -68,7 +68,9 @@ def names() -> list[str]:
 
 
 def load_plugins() -> None:
-    """Import the built-ins and every module named in CORRAL_ALGORITHMS (comma-separated)."""
-    importlib.import_module("tasks.builtin")
+    """Import the built-ins (diagnostics, media, the pipeline sink) and every module named in
+    CORRAL_ALGORITHMS (comma-separated)."""
+    for module in ("tasks.builtin", "tasks.media", "tasks.sink"):
+        importlib.import_module(module)
     for module in filter(None, (m.strip() for m in os.environ.get("CORRAL_ALGORITHMS", "").split(","))):
         importlib.import_module(module)

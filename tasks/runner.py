@@ -155,10 +155,13 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         if os.environ.get("CORRAL_FAULTY") == "1":
             raise SimulatedGpuFault(SIMULATED_CUDA_ERROR.format(node=node, gpu=gpu))
         algo = registry.get(msg["algorithm"])
+        assert _Process.blobs is not None
+        inputs = {name: _Process.blobs.get(_Process.blobs.result_key(up, won))
+                  for name, (up, won) in (msg.get("inputs") or {}).items()}
         ctx = Context(
             task_id=task_id, attempt_id=attempt_id, node=node, gpu=gpu,
             session=msg.get("session", ""), number=int(msg.get("number", 1)), state=algo.warm(),
-            checkpoint=msg.get("checkpoint"),
+            checkpoint=msg.get("checkpoint"), inputs=inputs,
             _progress=lambda info: publish(_Process.redis, event("progress", info=info)),
         )
         value = algo.fn(msg.get("args"), ctx)
@@ -178,7 +181,6 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         publish(_Process.redis, event("failed", error=error, retry_as=follow["attempt_id"]))
         return follow
     beat.stop_beating()
-    assert _Process.blobs is not None
     with _Process.redis.pipeline(transaction=False) as pipe:  # result and outcome: one round trip
         ref = _Process.blobs.put_result(task_id, attempt_id, encoded, pipe)
         publish(pipe, event("succeeded", result_ref=ref))

@@ -102,3 +102,17 @@ def test_an_empty_batch_is_rejected_with_a_reason() -> None:
     (got,) = parse_all({"task": SUBMIT_TASK, "id": "m1"}, [[], {"tasks": []}, {}],
                        known_algorithms=KNOWN, inline_limit=1000)
     assert isinstance(got, Rejection) and "non-empty list" in got.reason
+
+
+def test_upstream_tasks_are_named_by_input_or_listed_by_id() -> None:
+    named = run({"algorithm": "corral.echo", "after": {"frames": "up-1"}})
+    listed = run({"algorithm": "corral.echo", "after": ["up-1", "up-2"]})
+    assert named.after == {"frames": "up-1"}
+    assert listed.after == {"up-1": "up-1", "up-2": "up-2"}
+
+
+def test_a_bad_upstream_list_is_rejected_with_a_reason() -> None:
+    for after, says in [("up", "must be a list"), ({"x": 3}, "not a valid task id"),
+                        (["m-1"], "the task itself"), ({"bad name!": "up"}, "input name")]:
+        got = run({"algorithm": "corral.echo", "after": after})
+        assert isinstance(got, Rejection) and says in got.reason, (after, got)

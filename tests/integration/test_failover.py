@@ -108,3 +108,35 @@ def test_a_deposed_leader_writes_nothing_and_publishes_nothing(cluster: LocalClu
     mine = [p for p in pushed if f"corral-scheduler/{old}@" in p]
     assert mine == [], f"the deposed leader published {len(mine)} message(s)"
     assert json.loads(json.dumps(client.status()))["leader"]["id"] != old
+
+
+def test_a_pipeline_writes_every_row_once_across_a_leader_kill(
+    cluster: LocalCluster, client: Client, tmp_path
+) -> None:
+    import sqlalchemy as sa
+
+    from pipelines import run as runner
+    from pipelines.spec import parse
+
+    (tmp_path / "in.txt").write_text("".join(f"line {i}\n" for i in range(300)))
+    spec = parse({"name": "ha", "source": {"kind": "text", "path": str(tmp_path / "in.txt"), "segment": 5},
+                  "stages": [{"name": "count", "algorithm": "text.words"},
+                             {"name": "pause", "algorithm": "corral.sleep", "args": {"seconds": 0.05},
+                              "after": ["count"]}],
+                  "sink": {"kind": "sql", "url": f"sqlite:///{tmp_path / 'rows.db'}", "table": "t",
+                           "from": ["count"]}})
+    started = time.time()
+    report = runner.submit(client, spec, "ha-run")
+    wait_until(lambda: (client.task("ha-run.0000005.sink") or {}).get("state") == "SUCCEEDED", 60,
+               "some items written")
+    leader = client.status()["leader"]["id"]
+    cluster.kill(leader, signal.SIGKILL)
+    runner.finish(client, report, started, timeout=180)
+    cluster.start_scheduler(leader)
+    assert (report.succeeded, report.rows, report.failed) == (60, 300, {})
+    with sa.create_engine(f"sqlite:///{tmp_path / 'rows.db'}").connect() as conn:
+        assert conn.execute(sa.text("select count(*), count(distinct data) from t")).one() == (300, 300)
+    for i in range(60):
+        for stage in ("count", "pause", "sink"):
+            attempts = client.task(f"ha-run.{i:07d}.{stage}")["attempts"]
+            assert [a["state"] for a in attempts].count("SUCCEEDED") == 1

@@ -125,12 +125,21 @@ class RetiredTask(NamedTuple):
 
 
 def retire(task: Task) -> Retired:
-    won = next((str(i) for i, a in enumerate(task.attempts) if a.state == SUCCEEDED), "")
-    return _FIELD.join((
-        repr(float(task.last_change)), task.state, won, _ITEM.join(a.id for a in task.attempts),
-        _ITEM.join(f"{a.node}/{a.gpu}" for a in task.attempts if a.state == SUCCEEDED),
-        _ITEM.join(f"{a.node}/{a.gpu}" for a in task.attempts
-                   if a.state == FAILED and not is_device_error(a.error))))
+    ended = repr(float(task.last_change))
+    attempts = task.attempts
+    if len(attempts) == 1 and attempts[0].state == SUCCEEDED:  # nearly every task: one line
+        a = attempts[0]
+        return f"{ended}\x1f{task.state}\x1f0\x1f{a.id}\x1f{a.node}/{a.gpu}\x1f"
+    ids, won, succeeded_on, failed_on = [], "", [], []
+    for i, a in enumerate(attempts):
+        ids.append(a.id)
+        if a.state == SUCCEEDED:
+            won = str(i)
+            succeeded_on.append(f"{a.node}/{a.gpu}")
+        elif a.state == FAILED and not is_device_error(a.error):
+            failed_on.append(f"{a.node}/{a.gpu}")
+    return _FIELD.join((ended, task.state, won, _ITEM.join(ids), _ITEM.join(succeeded_on),
+                        _ITEM.join(failed_on)))
 
 
 def read_retired(summary: Retired) -> RetiredTask:

@@ -57,9 +57,6 @@ class Policy:
     heartbeat_timeout: float = 10.0
     idle_grace: float = 2.0  # a shrinking session keeps its surplus GPUs this long
     allocate_every: float = 0.05  # seconds between allocator runs while demand changes
-    # ... and at least this much per usable GPU: a plan of 8,000 GPUs is redrawn every 0.16 s,
-    # which keeps the allocator near 2 % of the leader's time at any size.
-    allocate_per_gpu: float = 20e-6
     task_retention: float = 86400.0  # terminal task records are deleted after this long
     batch_max: int = 32  # most tasks in one GPU-queue message (M11); 1 turns batching off
     batch_seconds: float = 0.05  # work one message should carry, by the measured run times
@@ -562,6 +559,7 @@ class Core:
         due = self._plan_dirty or self.alloc_state.surplus_since
         if not due or now < self._next_allocation:
             return
+        self._next_allocation = now + self.policy.allocate_every
         self._plan_dirty = False
         if self._specs is None:  # in allocation order: the allocator's sorts then cost little
             self._specs = sorted((
@@ -573,8 +571,6 @@ class Core:
         specs = self._specs
         demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
         usable = self._usable_set()
-        self._next_allocation = now + max(self.policy.allocate_every,
-                                          self.policy.allocate_per_gpu * len(usable))
         if self._planned_topology != self._topology:  # out of service: no session
             self._planned_topology = self._topology
             gone = sorted(k for k, owner in self.plan.items() if owner is not None and k not in usable)

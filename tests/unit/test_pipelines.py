@@ -126,3 +126,20 @@ def test_a_stage_result_without_rows_is_written_as_one_row() -> None:
     assert sinks.rows_of("s", 7) == [{"value": 7}]
     with pytest.raises(TypeError, match="list of objects"):
         sinks.rows_of("s", {"rows": [1, 2]})
+
+
+def test_an_images_source_groups_files_in_name_order_and_frames_are_numbered_across_groups(
+        tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    for i in range(3):
+        image = np.zeros((40, 60, 3), np.uint8)
+        cv2.circle(image, (10 + 20 * i, 20), 4, (255, 255, 255), -1)
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), image)
+    (tmp_path / "notes.txt").write_text("not an image")
+    spec = parse(with_(source={"kind": "images", "path": str(tmp_path), "segment": 2}))
+    found = list(sources.items(spec.source))
+    assert [len(i["paths"]) for i in found] == [2, 1]
+    rows = [r for item in found for r in bright({"item": item}, ctx())["rows"]]
+    assert [(r["frame"], round(r["x"])) for r in rows] == [(0, 10), (1, 30), (2, 50)]

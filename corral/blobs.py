@@ -20,6 +20,10 @@ class BlobStore:
         self._ttl = settings.result_ttl
         self._redis = client or redis.Redis.from_url(settings.broker)
 
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
     def result_key(self, task_id: str, attempt_id: str) -> str:
         return f"{self._prefix}result:{task_id}:{attempt_id}"
 

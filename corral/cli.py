@@ -275,6 +275,35 @@ def task(
     typer.echo(json.dumps(record, indent=2))
 
 
+@app.command()
+def checkpoint(
+    task_id: str,
+    wait: float = typer.Option(0.0, "--wait", help="seconds to wait for the checkpoint to be recorded"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Ask a running task for a checkpoint now (M2); with --wait, print the one it saves."""
+    import time
+
+    client = _client(etcd, broker, cluster)
+    record = client.task(task_id)
+    if record is None:
+        _fail(f"no task {task_id!r}")
+    if record["state"] not in ("QUEUED", "RUNNING"):
+        _fail(f"task {task_id} is {record['state']}: only a running task can save a checkpoint")
+    before = record.get("checkpoint_ref")
+    client.request_checkpoint(task_id)
+    deadline = time.monotonic() + wait
+    while wait and time.monotonic() < deadline:
+        ref = (client.task(task_id) or {}).get("checkpoint_ref")
+        if ref and ref != before:
+            typer.echo(json.dumps({"checkpoint_ref": ref, "state": client.checkpoint(task_id)}))
+            return
+        time.sleep(0.2)
+    if wait:
+        _fail(f"no checkpoint recorded within {wait} s (is {record['algorithm']} checkpointable?)")
+    typer.echo(f"checkpoint requested for {task_id}")
+
+
 @session_app.command("open")
 def session_open(
     name: str,

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from corral import checkpoints
 from corral.blobs import BlobStore
 from corral.config import Settings
 from corral.etcd import connect as etcd_connect
@@ -185,12 +186,26 @@ class Client:
     def task(self, task_id: str) -> dict[str, Any] | None:
         return get_json(self.etcd, self.keys.task(task_id))
 
+    def _blob_store(self) -> BlobStore:
+        if self._blobs is None:
+            self._blobs = BlobStore(self.settings)
+        return self._blobs
+
     def result(self, record: dict[str, Any]) -> Any:
         if record.get("state") != "SUCCEEDED":
             raise TaskFailed(record)
-        if self._blobs is None:
-            self._blobs = BlobStore(self.settings)
-        return self._blobs.get(record["result_ref"])
+        return self._blob_store().get(record["result_ref"])
+
+    def request_checkpoint(self, task_id: str) -> None:
+        """Ask a running task for a checkpoint now (M2): a checkpointable algorithm saves one
+        at its next step, and the record's `checkpoint_ref` then names it."""
+        checkpoints.request(self._blob_store().redis, self.settings.cluster, task_id)
+
+    def checkpoint(self, task_id: str) -> Any:
+        """The latest checkpoint a task saved (None if none)."""
+        record = self.task(task_id)
+        ref = (record or {}).get("checkpoint_ref")
+        return None if ref is None else self._blob_store().get(ref)
 
     def wait(self, handles: Iterable[Handle], timeout: float | None = None,
              progress: Any = None) -> dict[str, dict[str, Any]]:

@@ -34,6 +34,7 @@ ENV = {
     "batch_max": "CORRAL_BATCH_MAX",
     "batch_seconds": "CORRAL_BATCH_SECONDS",
     "etcd_history": "CORRAL_ETCD_HISTORY",
+    "checkpoint_every": "CORRAL_CHECKPOINT_EVERY",
 }
 
 
@@ -63,6 +64,7 @@ class Settings:
     batch_max: int = 32  # most tasks per GPU-queue message (M11); 1 turns batching off
     batch_seconds: float = 0.05  # work one batched message should carry
     etcd_history: float = 300.0  # seconds of etcd revision history the leader keeps
+    checkpoint_every: float = 600.0  # the leader asks running tasks for a checkpoint (0: never)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -60,6 +60,7 @@ class Policy:
     task_retention: float = 86400.0  # terminal task records are deleted after this long
     batch_max: int = 32  # most tasks in one GPU-queue message (M11); 1 turns batching off
     batch_seconds: float = 0.05  # work one message should carry, by the measured run times
+    checkpoint_every: float = 0.0  # ask running tasks for a checkpoint this often (0: never)
     nodes: nh.NodePolicy = field(default_factory=nh.NodePolicy)
 
 
@@ -91,12 +92,13 @@ class Effects:
     tasks: dict[str, Task | None] = field(default_factory=dict)  # task records to write (None deletes)
     fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
     unfences: list[str] = field(default_factory=list)  # attempt ids of deleted records: fences go
+    checkpoint_requests: list[str] = field(default_factory=list)  # task ids asked for a checkpoint
     publishes: list[Publish] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.writes or self.tasks or self.fences or self.publishes or self.acks
-                    or self.unfences)
+                    or self.unfences or self.checkpoint_requests)
 
     def all_writes(self, keys: Keys) -> dict[str, Any]:
         """Every etcd write, task records under their keys."""
@@ -127,6 +129,7 @@ class Core:
         self.algorithms: set[str] = set()
         self.counts: Counter[str] = Counter()
         self.seen: dict[str, float] = {}  # task id -> last sign of life of its RUNNING attempt
+        self.checkpoint_due: dict[str, float] = {}  # RUNNING task -> when to ask for a checkpoint
         self.gpu_seen: dict[GpuKey, float] = {}  # last word from a GPU's worker, or first work given
         self.seq = 0
         self.fx = Effects()
@@ -208,6 +211,8 @@ class Core:
                 self.node_health.setdefault(attempt.node, nh.NodeHealth(since=now))
                 if attempt.state == RUNNING:
                     self.seen[task.id] = now
+                    if self.policy.checkpoint_every:
+                        self.checkpoint_due[task.id] = now + self.policy.checkpoint_every
         for key, gpu in self.gpus.items():  # a message per bundle, and per task outside one
             messages = {self.bundle_of.get(t, t) for t in gpu.outstanding}
             if messages:
@@ -294,13 +299,25 @@ class Core:
             if kind == "failed" and event.get("retry_as"):  # nor may the retry it queued run
                 self._refuse_retry(task, attempt, str(event["retry_as"]), at)
             return
-        if kind in ("heartbeat", "progress", "checkpoint"):
+        if kind in ("heartbeat", "progress"):
             _touch(self.seen, task.id, now)
+        elif kind == "checkpoint":
+            _touch(self.seen, task.id, now)
+            ref = event.get("checkpoint_ref")
+            if isinstance(ref, str) and ref:
+                task.checkpoint_ref = ref
+                if self.policy.checkpoint_every:
+                    _touch(self.checkpoint_due, task.id, now + self.policy.checkpoint_every)
+                # Deferred like `started`: losing it in a failover costs only the progress since
+                # the previous checkpoint, and a checkpoint a second would otherwise be a write a second.
+                self._attempt_event(task, at, "checkpoint", attempt, lazy_until=now + LAZY_WRITE)
         elif kind == "started":
             _touch(self.seen, task.id, now)
             if attempt.state == DISPATCHED:
                 attempt.state, attempt.started = RUNNING, at
                 self._set_state(task, RUNNING)
+                if self.policy.checkpoint_every:
+                    _touch(self.checkpoint_due, task.id, now + self.policy.checkpoint_every)
                 # Deferred: a short task's next write (its outcome) carries this event too.
                 self._attempt_event(task, at, "started", attempt, lazy_until=now + LAZY_WRITE)
                 if attempt.urgent is False and (attempt.bundle is None
@@ -392,6 +409,8 @@ class Core:
         if now >= self._next_liveness_check:
             self._next_liveness_check = now + 0.5
             self._check_liveness(now)
+            if self.checkpoint_due:
+                self._ask_checkpoints(now)
             self._flush_lazy(now)
             self._retire(now - RETIRE_AFTER)
         if now >= self._next_compaction:
@@ -497,7 +516,7 @@ class Core:
         if task is not None and task.terminal:
             del self.tasks[task_id]
             self.retired[task_id] = retire(task)
-            for index in (self.lazy, self.seen, self.constraints):
+            for index in (self.lazy, self.seen, self.constraints, self.checkpoint_due):
                 index.pop(task_id, None)
             self.urgent.discard(task_id)
 
@@ -693,7 +712,7 @@ class Core:
         message = {"task_id": task.id, "attempt_id": attempt.id, "number": number,
                    "algorithm": task.algorithm, "args": task.args, "session": task.session,
                    "node": gpu.node, "gpu": gpu.index, "retry": task.retry,
-                   "local_try": self._local_tries(task), "checkpoint": None}
+                   "local_try": self._local_tries(task), "checkpoint": task.checkpoint_ref}
         if task.inputs:
             message["inputs"] = task.inputs
         if bundle is None:
@@ -980,6 +999,15 @@ class Core:
                         other.id, other.node, other.gpu)
             self._supersede(task, other, now, "its message never reached the worker: "
                                               f"{attempt.id}, sent later, started first")
+
+    def _ask_checkpoints(self, now: float) -> None:
+        """Periodic checkpoint requests (M2) to tasks still running; kept oldest first."""
+        for task_id, _ in _stale(self.checkpoint_due, now):
+            del self.checkpoint_due[task_id]
+            task = self.tasks.get(task_id)
+            if task is not None and task.state == RUNNING:
+                self.fx.checkpoint_requests.append(task_id)
+                self.checkpoint_due[task_id] = now + self.policy.checkpoint_every
 
     def _requeue_in_order(self, task: Task) -> None:
         queue = self.pending.setdefault(task.session, deque())

@@ -58,6 +58,7 @@ class Task:
     reason: str | None = None
     after: dict[str, str] | None = None  # input name -> upstream task id (M9: a DAG edge)
     inputs: dict[str, list[str]] | None = None  # input name -> [upstream id, its succeeded attempt]
+    checkpoint_ref: str | None = None  # the latest checkpoint saved (M2): where attempts resume
 
     @property
     def waiting(self) -> bool:
@@ -91,7 +92,7 @@ class Task:
             "seq": self.seq, "gpus": self.gpus, "retry": self.retry,
             "attempts": [a.to_dict() for a in self.attempts], "events": self.events,
             "current_attempt": self.current_attempt, "result_ref": self.result_ref,
-            "error": self.error, "reason": self.reason,
+            "error": self.error, "reason": self.reason, "checkpoint_ref": self.checkpoint_ref,
         }
         if self.after:
             out["after"], out["inputs"] = self.after, self.inputs

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from corral import fence
+from corral import checkpoints, fence
 from corral.config import Settings
 from corral.etcd import connect, prefix_json
 from corral.keys import Keys
@@ -56,6 +56,7 @@ class Scheduler:
             task_retention=settings.task_retention,
             batch_max=settings.batch_max,
             batch_seconds=settings.batch_seconds,
+            checkpoint_every=settings.checkpoint_every,
             nodes=NodePolicy(stable_after=settings.node_stable),
         )
         self.core = Core(self.keys, self.policy, sid)
@@ -230,10 +231,12 @@ class Scheduler:
             self.store.write(self.token, fx.all_writes(self.keys))
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
-        if fx.fences or fx.publishes or fx.unfences:
+        if fx.fences or fx.publishes or fx.unfences or fx.checkpoint_requests:
             with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
                 for attempt_id in fx.fences:
                     fence.supersede(pipe, self.settings.cluster, attempt_id)
+                for task_id in fx.checkpoint_requests:
+                    checkpoints.request(pipe, self.settings.cluster, task_id)
                 for i in range(0, len(fx.unfences), 1000):
                     pipe.delete(*(fence.key(self.settings.cluster, a) for a in fx.unfences[i:i + 1000]))
                 for pub in fx.publishes:

@@ -52,15 +52,20 @@ def probe(args: Any, ctx: Context) -> dict[str, Any]:
 
 @algorithm("corral.count", checkpointable=True)
 def count(args: dict[str, Any], ctx: Context) -> dict[str, int]:
+    """Count to `to`, a step every `step_seconds`; save a checkpoint every `checkpoint_every`
+    steps and whenever one is asked for; resume from the latest one."""
     args = args or {}
     to = int(args.get("to", 10))
     step = float(args.get("step_seconds", 0.0))
+    every = int(args.get("checkpoint_every", 0) or 0)
     start = int((ctx.checkpoint or {}).get("count", 0))
     n = start
     while n < to:
         if step:
             time.sleep(step)
         n += 1
+        if (every and n % every == 0) or ctx.checkpoint_requested():
+            ctx.save_checkpoint({"count": n})
     return {"count": n, "resumed_from": start}
 
 

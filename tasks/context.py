@@ -20,10 +20,23 @@ class Context:
     checkpoint: Any = None
     inputs: dict[str, Any] = field(default_factory=dict)  # upstream results, by input name (M9)
     _progress: Callable[[dict[str, Any]], None] = field(default=lambda info: None, repr=False)
+    _save: Callable[[Any], None] = field(default=lambda state: None, repr=False)
+    _asked: Callable[[], bool] = field(default=lambda: False, repr=False)
 
     @property
     def cuda_visible_devices(self) -> str:
         return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+    def save_checkpoint(self, state: Any) -> None:
+        """Save a JSON value this task can resume from (M2): a retry, or an attempt on
+        another host after a failure or a node loss, starts with it as `checkpoint`."""
+        self._save(state)
+        self.checkpoint = state
+
+    def checkpoint_requested(self) -> bool:
+        """Whether the scheduler or an operator asked for a checkpoint since the last one
+        (cheap enough to call between steps: it reads Redis at most twice a second)."""
+        return self._asked()
 
     def progress(self, **info: Any) -> None:
         """Report progress; it reaches the scheduler as a status event."""

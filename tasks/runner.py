@@ -22,7 +22,7 @@ import redis
 from celery import Celery
 from celery.exceptions import Reject
 
-from corral import fence
+from corral import checkpoints, fence
 from corral.blobs import BlobStore
 from corral.config import Settings
 from corral.keys import RUN_TASK, WARM_TASK, local_retry_id
@@ -116,6 +116,46 @@ class _Heartbeat(threading.Thread):
                 log.exception("heartbeat publish failed")
 
 
+class _Saved:
+    """An attempt's checkpoints (M2): the one it starts from, the ones it saves, requests."""
+
+    def __init__(self, settings: Settings, task_id: str, attempt_id: str, ref: Any, event: Any) -> None:
+        self.settings, self.task_id, self.attempt_id, self.event = settings, task_id, attempt_id, event
+        self.ref: str | None = ref if isinstance(ref, str) else None
+        self.number = 0
+        self.since = time.time()  # the last checkpoint, or the start: older requests are met
+        self._checked, self._asked = 0.0, False
+
+    def load(self) -> Any:
+        if self.ref is None:
+            return None
+        assert _Process.blobs is not None
+        try:
+            return _Process.blobs.get(self.ref)
+        except (KeyError, ValueError) as exc:
+            log.warning("task %s starts over: its checkpoint cannot be read (%s)", self.task_id, exc)
+            self.ref = None
+            return None
+
+    def save(self, state: Any) -> None:
+        encoded = json.dumps(state)  # not JSON: the algorithm's error, raised in its call
+        self.number += 1
+        ref = checkpoints.key(self.settings.cluster, self.attempt_id, self.number)
+        with _Process.redis.pipeline(transaction=False) as pipe:  # stored before it is announced
+            pipe.set(ref, encoded, ex=self.settings.result_ttl)
+            publish(pipe, self.event("checkpoint", checkpoint_ref=ref))
+            pipe.execute()
+        self.ref, self.since, self._asked = ref, time.time(), False
+
+    def asked(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked >= 0.5:
+            self._checked = now
+            self._asked = checkpoints.requested_since(_Process.redis, self.settings.cluster,
+                                                      self.task_id, self.since)
+        return self._asked
+
+
 def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
     """Run one attempt; return the message of a local retry to re-queue, if any."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
@@ -148,6 +188,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
     beat.beat_for(event)
+    saved = _Saved(settings, task_id, attempt_id, msg.get("checkpoint"), event)
     try:
         wait = float(msg.get("not_before", 0)) - time.time()
         if wait > 0:
@@ -161,8 +202,9 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         ctx = Context(
             task_id=task_id, attempt_id=attempt_id, node=node, gpu=gpu,
             session=msg.get("session", ""), number=int(msg.get("number", 1)), state=algo.warm(),
-            checkpoint=msg.get("checkpoint"), inputs=inputs,
+            checkpoint=saved.load(), inputs=inputs,
             _progress=lambda info: publish(_Process.redis, event("progress", info=info)),
+            _save=saved.save, _asked=saved.asked,
         )
         value = algo.fn(msg.get("args"), ctx)
         encoded = json.dumps(value)  # a result that is not JSON fails the attempt here
@@ -176,7 +218,8 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
             publish(_Process.redis, event("failed", error=error))
             return None
         follow = {**msg, "attempt_id": local_retry_id(attempt_id),
-                  "number": int(msg.get("number", 1)) + 1, "local_try": tries + 1}
+                  "number": int(msg.get("number", 1)) + 1, "local_try": tries + 1,
+                  "checkpoint": saved.ref}
         follow["not_before"] = time.time() + backoff(follow | {"local_try": tries})
         publish(_Process.redis, event("failed", error=error, retry_as=follow["attempt_id"]))
         return follow

@@ -80,8 +80,8 @@ def finish(client: Client, report: RunReport, started: float, timeout: float | N
     """Wait for every item's sink task; count rows, and say why any item has none."""
     sinks = [Handle(client, plan.task_id(report.run, i, plan.SINK_STAGE)) for i in range(report.items)]
     done = client.wait(sinks, timeout=timeout, progress=progress)
-    report.seconds = max((r.get("events") or [{}])[-1].get("time", 0) for r in done.values()) - started \
-        if done else 0.0
+    ended = [r["events"][-1]["time"] for r in done.values() if r.get("events")]
+    report.seconds = max(ended) - started if ended else 0.0
     for index, handle in enumerate(sinks):
         record = done[handle.id]
         if record.get("state") == "SUCCEEDED":

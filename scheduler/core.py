@@ -93,12 +93,13 @@ class Effects:
     fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
     unfences: list[str] = field(default_factory=list)  # attempt ids of deleted records: fences go
     checkpoint_requests: list[str] = field(default_factory=list)  # task ids asked for a checkpoint
+    stale_checkpoints: list[str] = field(default_factory=list)  # replaced ones, deleted once written
     publishes: list[Publish] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.writes or self.tasks or self.fences or self.publishes or self.acks
-                    or self.unfences or self.checkpoint_requests)
+                    or self.unfences or self.checkpoint_requests or self.stale_checkpoints)
 
     def all_writes(self, keys: Keys) -> dict[str, Any]:
         """Every etcd write, task records under their keys."""
@@ -249,16 +250,11 @@ class Core:
             self.fx.tasks[task.id] = task
             if parsed.after is not None:
                 task.after = parsed.after
-                if not self._link(task, now, fresh=True):
-                    if task.session not in self.sessions:
-                        self._session(SessionRequest(task.session, "open"), now)
-                    if ack is not None:
-                        self.fx.acks.append(ack)
-                    return
-            queue = self.pending.get(task.session)
-            if queue is None:  # not setdefault: a deque per call costs more than the task
-                queue = self.pending[task.session] = deque()
-            queue.append(task.id)
+            if task.after is None or self._link(task, now, fresh=True):  # else it waits (M9)
+                queue = self.pending.get(task.session)
+                if queue is None:  # not setdefault: a deque per call costs more than the task
+                    queue = self.pending[task.session] = deque()
+                queue.append(task.id)
             if task.session not in self.sessions:
                 self._session(SessionRequest(task.session, "open"), now)
         if ack is not None:
@@ -304,13 +300,13 @@ class Core:
         elif kind == "checkpoint":
             _touch(self.seen, task.id, now)
             ref = event.get("checkpoint_ref")
-            if isinstance(ref, str) and ref:
+            if isinstance(ref, str) and ref and ref != task.checkpoint_ref:
+                if task.checkpoint_ref:  # deleted after the record naming its successor commits
+                    self.fx.stale_checkpoints.append(task.checkpoint_ref)
                 task.checkpoint_ref = ref
                 if self.policy.checkpoint_every:
                     _touch(self.checkpoint_due, task.id, now + self.policy.checkpoint_every)
-                # Deferred like `started`: losing it in a failover costs only the progress since
-                # the previous checkpoint, and a checkpoint a second would otherwise be a write a second.
-                self._attempt_event(task, at, "checkpoint", attempt, lazy_until=now + LAZY_WRITE)
+                self._attempt_event(task, at, "checkpoint", attempt)
         elif kind == "started":
             _touch(self.seen, task.id, now)
             if attempt.state == DISPATCHED:

@@ -231,12 +231,14 @@ class Scheduler:
             self.store.write(self.token, fx.all_writes(self.keys))
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
-        if fx.fences or fx.publishes or fx.unfences or fx.checkpoint_requests:
+        if fx.fences or fx.publishes or fx.unfences or fx.checkpoint_requests or fx.stale_checkpoints:
             with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
                 for attempt_id in fx.fences:
                     fence.supersede(pipe, self.settings.cluster, attempt_id)
                 for task_id in fx.checkpoint_requests:
                     checkpoints.request(pipe, self.settings.cluster, task_id)
+                if fx.stale_checkpoints:
+                    pipe.delete(*fx.stale_checkpoints)
                 for i in range(0, len(fx.unfences), 1000):
                     pipe.delete(*(fence.key(self.settings.cluster, a) for a in fx.unfences[i:i + 1000]))
                 for pub in fx.publishes:

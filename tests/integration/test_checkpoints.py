@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from corral.client import Client, Retry
 from corral.config import Settings
@@ -42,6 +43,8 @@ def test_a_task_whose_worker_is_killed_resumes_from_its_latest_checkpoint(
     record = client.task(h.id)
     assert record["attempts"][0]["error"]["type"] == "WorkerLost"
     assert client.checkpoint(h.id)["count"] % 10 == 0
+    stored = redis.Redis.from_url(cluster.settings.broker).keys(f"corral:ckpt:checkpoint:{h.id}.*")
+    assert [k.decode() for k in stored] == [record["checkpoint_ref"]]  # replaced ones are deleted
 
 
 def test_an_operator_request_gets_a_checkpoint_at_the_next_step(

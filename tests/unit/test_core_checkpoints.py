@@ -35,8 +35,10 @@ def test_the_next_attempt_after_a_failure_starts_from_the_latest_checkpoint() ->
     core = make()
     started(core)
     report(core, "t", "checkpoint", now=2.0, checkpoint_ref="ref-1")
-    report(core, "t", "checkpoint", now=2.5, checkpoint_ref="ref-2")
     core.take_effects()
+    report(core, "t", "checkpoint", now=2.5, checkpoint_ref="ref-2")
+    fx = core.take_effects()
+    assert fx.stale_checkpoints == ["ref-1"] and fx.tasks["t"].checkpoint_ref == "ref-2"
     report(core, "t", "failed", now=3.0, error=APP)
     core.route(3.1)
     (pub,) = core.take_effects().publishes

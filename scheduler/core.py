@@ -287,6 +287,8 @@ class Core:
             last = task.attempts[-1]  # the current attempt: the usual case
             attempt = last if last.id == attempt_id else task.attempt(str(attempt_id))
         if task is None or attempt is None:
+            if kind == "failed" and event.get("retry_as") and str(task_id) in self.retired:
+                self.fx.fences.append(str(event["retry_as"]))  # a finished task's retry must not run
             log.info("status for an unknown task or attempt ignored: %s", _brief(event))
             return
         at = float(event.get("time") or now)

@@ -319,3 +319,15 @@ def test_a_retired_task_still_counts_as_evidence_against_the_gpu_it_failed_on() 
     assert core._verdicts(bad).succeeded_elsewhere("t")
     assert not core._verdicts(good).succeeded_elsewhere("t")
     assert core._verdicts(good).failed_elsewhere("t")
+
+
+def test_a_late_failure_of_a_retired_task_fences_the_retry_it_queued() -> None:
+    core = make()
+    running(core)
+    first = core.tasks["t"].current_attempt
+    report(core, "t", "succeeded", now=2.0, result_ref="r")
+    core.forget("t")  # finished a while ago: only its summary is left
+    core.take_effects()
+    core.status({"kind": "failed", "task_id": "t", "attempt_id": first, "time": 3.0, "error": APP,
+                 "retry_as": local_retry_id(first)}, 3.0, None)
+    assert core.take_effects().fences == [local_retry_id(first)]

@@ -405,8 +405,9 @@ def pipeline_run(
     if not wait:
         typer.echo(f"run {run_id}: {report.items} items, {report.tasks} tasks submitted")
         return
+    unit = "lines" if spec.source.kind == "text" else "frames"
     typer.echo(f"run {run_id}: {report.succeeded}/{report.items} items written, {report.rows} rows, "
-               f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} per second)")
+               f"{report.frames} {unit} in {report.seconds:.1f} s ({report.fps:.1f} per second)")
     for index, why in sorted(report.failed.items())[:20]:
         typer.echo(f"  item {index}: {why}", err=True)
     if as_json:

@@ -38,21 +38,14 @@ from corral.config import Settings  # noqa: E402
 from corral.local import LocalCluster  # noqa: E402
 from pipelines import run as runner  # noqa: E402
 from pipelines import sources  # noqa: E402
-from pipelines.clips import write_clip  # noqa: E402
-from pipelines.spec import Pipeline, parse  # noqa: E402
+from pipelines.clips import tracking_pipeline, write_clip  # noqa: E402
+from pipelines.spec import Pipeline  # noqa: E402
 from tasks import registry  # noqa: E402
 from tasks.context import Context  # noqa: E402
 
 
 def pipeline(clip: Path, db: Path, segment: int) -> Pipeline:
-    return parse({
-        "name": "fps", "session": {"name": "video"},
-        "source": {"kind": "video", "path": str(clip), "segment": segment},
-        "stages": [{"name": "track", "algorithm": "vision.bright"},
-                   {"name": "faces", "algorithm": "vision.faces"}],
-        "sink": {"kind": "sql", "url": f"sqlite:///{db}", "table": "frames", "from": ["track"],
-                 "columns": {"frame": "integer", "x": "float", "y": "float"}},
-    })
+    return tracking_pipeline(clip, db, segment, name="fps")
 
 
 def in_process(spec: Pipeline, threads: int | None = None) -> dict[str, Any]:

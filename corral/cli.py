@@ -377,8 +377,7 @@ def pipeline_run(
     """Submit a pipeline: one task per stage per item of its source, and a sink per item."""
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from corral.display import progress_bar
     from pipelines import run as runner
     from pipelines.spec import SpecError
 
@@ -386,8 +385,7 @@ def pipeline_run(
     client = _client(etcd, broker, cluster)
     started = time.time()
     run_id = run_id or runner.new_run_id(spec)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=as_json) as bar:
+    with progress_bar(transient=as_json) as bar:
         reading = bar.add_task(f"{run_id}: items submitted", total=None)
         try:
             report = runner.submit(client, spec, run_id, spool,

@@ -7,10 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from corral.client import Client
+from corral.display import progress_bar
 from corral.local import LocalCluster
 
 
@@ -20,21 +20,15 @@ def _pipeline(client: Client, state_dir: Path, console: Console, frames: int = 2
         import sqlalchemy as sa
 
         from pipelines import run as runner
-        from pipelines.clips import disc_x, write_clip
-        from pipelines.spec import parse
+        from pipelines.clips import disc_x, tracking_pipeline, write_clip
     except ImportError as exc:
         console.print(f"pipeline part skipped: {exc} (pip install 'corral[media]')")
         return True
     clip = write_clip(state_dir.resolve() / "clip.avi", frames=frames)
     db = state_dir.resolve() / "rows.db"
-    spec = parse({"name": "demo", "session": {"name": "video", "fixed_workers": 1},
-                  "source": {"kind": "video", "path": str(clip), "segment": 25},
-                  "stages": [{"name": "track", "algorithm": "vision.bright"},
-                             {"name": "faces", "algorithm": "vision.faces"}],
-                  "sink": {"kind": "sql", "url": f"sqlite:///{db}", "table": "frames",
-                           "from": ["track"], "columns": {"frame": "integer", "x": "float"}}})
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bar:
+    spec = tracking_pipeline(clip, db, segment=25, name="demo",
+                             session={"name": "video", "fixed_workers": 1})
+    with progress_bar(console) as bar:
         job = bar.add_task("pipeline items", total=frames // 25)
         report = runner.run(client, spec, timeout=300, progress=lambda n: bar.update(job, completed=n))
     with sa.create_engine(f"sqlite:///{db}").connect() as conn:
@@ -62,8 +56,7 @@ def run_demo(tasks: int = 200, gpus: int = 4, state_dir: Path = Path(".corral-de
         t0 = time.monotonic()
         with client.session("demo", fixed_workers=1, share_ratio=1.0) as session:
             handles = session.map("corral.echo", [{"i": i} for i in range(tasks)])
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+            with progress_bar(console) as bar:
                 job = bar.add_task("corral.echo", total=tasks)
                 records = client.wait(handles, timeout=300,
                                       progress=lambda n: bar.update(job, completed=n))

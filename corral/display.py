@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+
+def progress_bar(console: Console | None = None, transient: bool = False) -> Progress:
+    """The bar every long wait shows: description, bar, done/total, time elapsed."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=transient)
 
 
 def print_status(st: dict[str, Any], console: Console | None = None) -> None:

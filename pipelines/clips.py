@@ -8,6 +8,7 @@ shipping video files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def disc_x(frame: int, width: int = 320, radius: int = 12) -> int:
@@ -32,6 +33,22 @@ def write_clip(path: str | Path, frames: int = 200, width: int = 320, height: in
         writer.write(image)
     writer.release()
     return path
+
+
+def tracking_pipeline(clip: str | Path, db: str | Path, segment: int = 50, name: str = "bright",
+                      session: dict[str, Any] | None = None) -> Any:
+    """The pipeline the demo and the fps benchmark run on such a clip: the bright object and
+    faces per frame, one row per frame (from `track`) into SQLite table `frames`."""
+    from pipelines.spec import parse
+
+    return parse({
+        "name": name, "session": session or {"name": "video"},
+        "source": {"kind": "video", "path": str(clip), "segment": segment},
+        "stages": [{"name": "track", "algorithm": "vision.bright"},
+                   {"name": "faces", "algorithm": "vision.faces"}],
+        "sink": {"kind": "sql", "url": f"sqlite:///{db}", "table": "frames", "from": ["track"],
+                 "columns": {"frame": "integer", "x": "float", "y": "float"}},
+    })
 
 
 if __name__ == "__main__":

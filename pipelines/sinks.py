@@ -17,6 +17,7 @@ from pipelines.spec import Sink
 Rows = list[tuple[str, int, dict[str, Any]]]  # (stage, row number, row)
 
 _ENGINES: dict[str, Any] = {}
+_TABLES: dict[tuple[Any, ...], Any] = {}  # (url, table, columns) -> the table, created once per process
 _LOCK = threading.Lock()
 
 
@@ -85,9 +86,13 @@ def _write_sql(sink: Sink, url: str, run: str, item: int, rows: Rows) -> None:
     import sqlalchemy as sa
 
     engine = _engine(url)
-    metadata = sa.MetaData()
-    t = table(sink, metadata)
-    metadata.create_all(engine, checkfirst=True)
+    cached = (url, sink.table, tuple(sink.columns.items()))
+    t = _TABLES.get(cached)
+    if t is None:
+        metadata = sa.MetaData()
+        t = table(sink, metadata)
+        metadata.create_all(engine, checkfirst=True)
+        _TABLES[cached] = t
     values = [{"run": run, "item": item, "stage": stage, "row": i, "data": row,
                **{c: row.get(c) for c in sink.columns}} for stage, i, row in rows]
     with engine.begin() as conn:

@@ -212,8 +212,7 @@ class Core:
                 self.node_health.setdefault(attempt.node, nh.NodeHealth(since=now))
                 if attempt.state == RUNNING:
                     self.seen[task.id] = now
-                    if self.policy.checkpoint_every:
-                        self.checkpoint_due[task.id] = now + self.policy.checkpoint_every
+                    self._checkpoint_later(task.id, now)
         for key, gpu in self.gpus.items():  # a message per bundle, and per task outside one
             messages = {self.bundle_of.get(t, t) for t in gpu.outstanding}
             if messages:
@@ -306,16 +305,14 @@ class Core:
                 if task.checkpoint_ref:  # deleted after the record naming its successor commits
                     self.fx.stale_checkpoints.append(task.checkpoint_ref)
                 task.checkpoint_ref = ref
-                if self.policy.checkpoint_every:
-                    _touch(self.checkpoint_due, task.id, now + self.policy.checkpoint_every)
+                self._checkpoint_later(task.id, now)
                 self._attempt_event(task, at, "checkpoint", attempt)
         elif kind == "started":
             _touch(self.seen, task.id, now)
             if attempt.state == DISPATCHED:
                 attempt.state, attempt.started = RUNNING, at
                 self._set_state(task, RUNNING)
-                if self.policy.checkpoint_every:
-                    _touch(self.checkpoint_due, task.id, now + self.policy.checkpoint_every)
+                self._checkpoint_later(task.id, now)
                 # Deferred: a short task's next write (its outcome) carries this event too.
                 self._attempt_event(task, at, "started", attempt, lazy_until=now + LAZY_WRITE)
                 if attempt.urgent is False and (attempt.bundle is None
@@ -829,9 +826,11 @@ class Core:
         when one failed; a cancellation cascades down the DAG."""
         ended = self._ended_upstream
         while ended:
-            for task_id in sorted(self.waiting.pop(ended.pop(), ()), key=lambda t: self.tasks[t].seq):
-                task = self.tasks.get(task_id)
-                if task is None or task.state != PENDING or not task.waiting:
+            # A dependent may be gone: cancelled through another upstream, then retired.
+            waiting = [t for t in self.waiting.pop(ended.pop(), ()) if t in self.tasks]
+            for task_id in sorted(waiting, key=lambda t: self.tasks[t].seq):
+                task = self.tasks[task_id]
+                if task.state != PENDING or not task.waiting:
                     continue
                 if self._link(task, now):
                     self.pending.setdefault(task.session, deque()).append(task.id)
@@ -1001,11 +1000,17 @@ class Core:
     def _ask_checkpoints(self, now: float) -> None:
         """Periodic checkpoint requests (M2) to tasks still running; kept oldest first."""
         for task_id, _ in _stale(self.checkpoint_due, now):
-            del self.checkpoint_due[task_id]
             task = self.tasks.get(task_id)
             if task is not None and task.state == RUNNING:
                 self.fx.checkpoint_requests.append(task_id)
-                self.checkpoint_due[task_id] = now + self.policy.checkpoint_every
+                self._checkpoint_later(task_id, now)
+            else:
+                del self.checkpoint_due[task_id]
+
+    def _checkpoint_later(self, task_id: str, now: float) -> None:
+        """The next periodic checkpoint request for a running task is one interval away."""
+        if self.policy.checkpoint_every:
+            _touch(self.checkpoint_due, task_id, now + self.policy.checkpoint_every)
 
     def _requeue_in_order(self, task: Task) -> None:
         queue = self.pending.setdefault(task.session, deque())

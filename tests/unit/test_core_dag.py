@@ -127,3 +127,20 @@ def test_a_new_leader_queues_a_waiting_task_whose_upstream_succeeded_before_the_
     heir.load(records, dict(core.sessions), now=5.0)
     assert list(heir.pending["s"]) == ["down"]
     assert heir.tasks["down"].inputs == {"x": ["up", "up.a1"]}
+
+
+def test_a_dependent_cancelled_by_one_upstream_and_retired_is_skipped_when_the_other_ends() -> None:
+    core = make()
+    submit(core, "a")
+    submit(core, "b")
+    submit(core, "join", after={"left": "a", "right": "b"})
+    core.route(1.0)
+    report(core, "a", "started")
+    report(core, "a", "failed", error=APP)
+    core.tick(3.0)
+    assert core.tasks["join"].state == "CANCELLED"
+    core.forget("join")
+    report(core, "b", "started", now=4.0)
+    report(core, "b", "succeeded", now=4.0, result_ref="y")
+    core.tick(5.0)
+    assert core.waiting == {}

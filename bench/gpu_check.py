@@ -14,10 +14,10 @@ import json
 import sys
 import tempfile
 
+from corral.base.etcd import prefix_json
 from corral.client import Client
-from corral.etcd import prefix_json
 from corral.local import LocalCluster
-from workers.gpus import nvml
+from corral.workers.gpus import nvml
 
 
 def main() -> int:

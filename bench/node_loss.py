@@ -16,8 +16,8 @@ import sys
 import tempfile
 import time
 
+from corral.base.etcd import get_json
 from corral.client import Client
-from corral.etcd import get_json
 from corral.local import LocalCluster
 
 

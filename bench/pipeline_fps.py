@@ -10,7 +10,7 @@ one run, on one machine:
   in-process  both stages over every segment in this process, one after the other, no
               scheduler, no broker, no database: the work itself, with OpenCV's own
               threads (its default, using every core) and with one thread;
-  corral      `corral pipeline run` semantics (pipelines.run) on a local cluster of
+  corral      `corral pipeline run` semantics (corral.pipeline_run) on a local cluster of
               3 schedulers and 1 node with W simulated GPUs: 3 tasks per segment, the
               sink held by the scheduler until both stages succeed; from the first
               submission to the last row written.
@@ -33,15 +33,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corral.base.config import Settings  # noqa: E402
 from corral.client import Client  # noqa: E402
-from corral.config import Settings  # noqa: E402
 from corral.local import LocalCluster  # noqa: E402
-from pipelines import run as runner  # noqa: E402
-from pipelines import sources  # noqa: E402
-from pipelines.clips import tracking_pipeline, write_clip  # noqa: E402
-from pipelines.spec import Pipeline  # noqa: E402
-from tasks import registry  # noqa: E402
-from tasks.context import Context  # noqa: E402
+from corral.pipelines import run as runner  # noqa: E402
+from corral.pipelines import sources  # noqa: E402
+from corral.pipelines.clips import tracking_pipeline, write_clip  # noqa: E402
+from corral.pipelines.spec import Pipeline  # noqa: E402
+from corral.tasks import registry  # noqa: E402
+from corral.tasks.context import Context  # noqa: E402
 
 
 def pipeline(clip: Path, db: Path, segment: int) -> Pipeline:

@@ -31,8 +31,8 @@ from typing import Any
 
 from celery import Celery
 
+from corral.base.config import Settings
 from corral.client import Client
-from corral.config import Settings
 from corral.local import LocalCluster, free_port, require_binary, stop_groups
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from corral.config import Settings
+from corral.base.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="corral: a high-availability scheduler for AI work on GPU clusters.")
@@ -42,8 +42,8 @@ def _fail(message: str) -> None:
 
 
 def _client(etcd: str | None, broker: str | None, cluster: str | None) -> Any:
+    from corral.base.etcd import EtcdUnavailable
     from corral.client import Client
-    from corral.etcd import EtcdUnavailable
 
     try:
         return Client(_settings(etcd, broker, cluster))
@@ -65,7 +65,7 @@ def up(
 ) -> None:
     """Start a whole local cluster: etcd, Redis, schedulers, node agents, Flower."""
     from corral.local import ClusterError, LocalCluster
-    from workers.gpus import nvml
+    from corral.workers.gpus import nvml
 
     faulty = [f.strip() for f in faulty_gpus.split(",") if f.strip()]
     for f in faulty:
@@ -121,7 +121,7 @@ def scheduler(
     import os
     import socket
 
-    from scheduler.service import Scheduler
+    from corral.scheduler.service import Scheduler
 
     sid = id or f"{socket.gethostname()}-{os.getpid()}"
     _logging(sid)
@@ -154,8 +154,8 @@ def node(
         return
     import socket
 
-    from workers.agent import Agent
-    from workers.gpus import discover
+    from corral.workers.agent import Agent
+    from corral.workers.gpus import discover
 
     name = name or socket.gethostname()
     _logging(name)
@@ -342,7 +342,7 @@ app.add_typer(pipeline_app, name="pipeline")
 
 
 def _pipeline(file: Path) -> Any:
-    from pipelines.spec import SpecError, load
+    from corral.pipelines.spec import SpecError, load
 
     try:
         return load(file)
@@ -353,7 +353,7 @@ def _pipeline(file: Path) -> Any:
 @pipeline_app.command("check")
 def pipeline_check(file: Path) -> None:
     """Validate a pipeline file and print its stages in the order they run."""
-    from pipelines.spec import order
+    from corral.pipelines.spec import order
 
     spec = _pipeline(file)
     typer.echo(f"pipeline {spec.name}: {spec.source.kind} source {spec.source.path}")
@@ -378,8 +378,8 @@ def pipeline_run(
     import time
 
     from corral.display import progress_bar
-    from pipelines import run as runner
-    from pipelines.spec import SpecError
+    from corral.pipelines import run as runner
+    from corral.pipelines.spec import SpecError
 
     spec = _pipeline(file)
     client = _client(etcd, broker, cluster)
@@ -430,8 +430,8 @@ def simulate(
 ) -> None:
     """Run the real scheduler core against a simulated cluster on a simulated clock (no I/O)."""
     from corral.display import print_simulation
-    from scheduler.simulate import SimConfig
-    from scheduler.simulate import simulate as run
+    from corral.scheduler.simulate import SimConfig
+    from corral.scheduler.simulate import simulate as run
 
     logging.disable(logging.WARNING)  # the core's per-GPU warnings would flood the terminal
     figures = run(SimConfig(nodes=nodes, gpus_per_node=gpus_per_node, sessions=sessions, tasks=tasks,

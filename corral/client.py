@@ -13,12 +13,12 @@ from typing import Any
 
 from celery import Celery
 
-from corral import checkpoints
-from corral.blobs import BlobStore
-from corral.config import Settings
-from corral.etcd import connect as etcd_connect
-from corral.etcd import get_json, prefix_json, snapshot
-from corral.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
+from corral.base import checkpoints
+from corral.base.blobs import BlobStore
+from corral.base.config import Settings
+from corral.base.etcd import connect as etcd_connect
+from corral.base.etcd import get_json, prefix_json, snapshot
+from corral.base.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 MAP_BATCH = 200  # tasks per ingress message from map()

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corral.config import Settings
-from corral.etcd import connect, get_json, prefix_json
-from corral.keys import Keys
+from corral.base.config import Settings
+from corral.base.etcd import connect, get_json, prefix_json
+from corral.base.keys import Keys
 from corral.netns import TestNet
 
 
@@ -291,7 +291,7 @@ class LocalCluster:
         port = free_port()
         password = secrets.token_hex(8)
         self._spawn("flower", "flower", [
-            sys.executable, "-m", "celery", "-A", "tasks.worker", "flower",
+            sys.executable, "-m", "celery", "-A", "corral.tasks.worker", "flower",
             f"--port={port}", "--address=127.0.0.1", f"--basic-auth=corral:{password}",
         ], self.settings.to_env())
         self.info["flower"] = f"http://127.0.0.1:{port}"

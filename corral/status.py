@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.etcd import get_json, prefix_json
-from corral.keys import Keys
+from corral.base.etcd import get_json, prefix_json
+from corral.base.keys import Keys
 
 
 def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:

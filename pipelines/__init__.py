@@ -1,1 +1,4 @@
-"""Algorithm pipelines (DESIGN M9); not built yet, see README.md."""
+"""Algorithm pipelines (M9): the pipeline file, its plan, sources and sinks.
+
+The driver that submits a run lives at the front door: `corral.pipeline_run`.
+"""

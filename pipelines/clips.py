@@ -39,7 +39,7 @@ def tracking_pipeline(clip: str | Path, db: str | Path, segment: int = 50, name:
                       session: dict[str, Any] | None = None) -> Any:
     """The pipeline the demo and the fps benchmark run on such a clip: the bright object and
     faces per frame, one row per frame (from `track`) into SQLite table `frames`."""
-    from pipelines.spec import parse
+    from corral.pipelines.spec import parse
 
     return parse({
         "name": name, "session": session or {"name": "video"},

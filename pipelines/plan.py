@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.spec import Pipeline, order
+from corral.pipelines.spec import Pipeline, order
 
 SINK_ALGORITHM = "corral.sink"
 SINK_STAGE = "sink"

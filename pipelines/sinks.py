@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any
 
-from pipelines.spec import Sink
+from corral.pipelines.spec import Sink
 
 Rows = list[tuple[str, int, dict[str, Any]]]  # (stage, row number, row)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.spec import Source, SpecError
+from corral.pipelines.spec import Source, SpecError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 TEXT_SUFFIXES = (".txt", ".md", ".csv", ".jsonl", ".log")

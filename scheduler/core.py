@@ -15,12 +15,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.keys import NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
-from scheduler import allocator, placement, retry
-from scheduler import gpu_health as gh
-from scheduler import node_health as nh
-from scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission
-from scheduler.records import (
+from corral.base.errors import is_device_error
+from corral.base.keys import NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
+from corral.scheduler import allocator, placement, retry
+from corral.scheduler import gpu_health as gh
+from corral.scheduler import node_health as nh
+from corral.scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission
+from corral.scheduler.records import (
     CANCELLED,
     DISPATCHED,
     FAILED,
@@ -38,7 +39,6 @@ from scheduler.records import (
     read_retired,
     retire,
 )
-from tasks.errors import is_device_error
 
 log = logging.getLogger("corral.scheduler")
 

@@ -15,7 +15,7 @@ import time
 
 from etcd3.client import MultiEndpointEtcd3Client
 
-from corral.keys import Keys
+from corral.base.keys import Keys
 
 log = logging.getLogger("corral.election")
 

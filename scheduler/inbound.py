@@ -21,8 +21,8 @@ from typing import Any
 
 import redis
 
-from corral.keys import INGRESS_QUEUE, PRIORITY_STEPS, STATUS_QUEUE
-from scheduler.wire import decode, queue_key
+from corral.base.keys import INGRESS_QUEUE, PRIORITY_STEPS, STATUS_QUEUE
+from corral.scheduler.wire import decode, queue_key
 
 log = logging.getLogger("corral.inbound")
 

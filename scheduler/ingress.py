@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.keys import ADMIN_TASK, SESSION_TASK, SUBMIT_TASK
+from corral.base.keys import ADMIN_TASK, SESSION_TASK, SUBMIT_TASK
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

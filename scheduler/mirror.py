@@ -19,7 +19,7 @@ from typing import Any
 from etcd3.client import MultiEndpointEtcd3Client
 from etcd3.events import DeleteEvent
 
-from corral.etcd import snapshot
+from corral.base.etcd import snapshot
 
 log = logging.getLogger("corral.mirror")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from tasks.errors import is_device_error
+from corral.base.errors import is_device_error
 
 PENDING, QUEUED, RUNNING = "PENDING", "QUEUED", "RUNNING"
 SUCCEEDED, FAILED, CANCELLED, REJECTED = "SUCCEEDED", "FAILED", "CANCELLED", "REJECTED"

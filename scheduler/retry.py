@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.records import FAILED, Attempt, Task
-from tasks.errors import is_device_error
+from corral.base.errors import is_device_error
+from corral.scheduler.records import FAILED, Attempt, Task
 
 
 @dataclass(frozen=True)

@@ -18,21 +18,20 @@ from typing import Any
 
 import redis
 
-from corral import checkpoints, fence
-from corral.config import Settings
-from corral.etcd import connect, prefix_json
-from corral.keys import Keys
-from scheduler import heap, history
-from scheduler.core import Core, Policy
-from scheduler.election import Election
-from scheduler.http import StatusServer
-from scheduler.inbound import Inbound
-from scheduler.ingress import Rejection, parse_all, valid_id
-from scheduler.mirror import Mirror
-from scheduler.node_health import NodePolicy
-from scheduler.store import Fenced, Store
-from scheduler.wire import encode_task
-from tasks import registry
+from corral.base import checkpoints, fence
+from corral.base.config import Settings
+from corral.base.etcd import connect, prefix_json
+from corral.base.keys import BUILTIN_ALGORITHMS, Keys
+from corral.scheduler import heap, history
+from corral.scheduler.core import Core, Policy
+from corral.scheduler.election import Election
+from corral.scheduler.http import StatusServer
+from corral.scheduler.inbound import Inbound
+from corral.scheduler.ingress import Rejection, parse_all, valid_id
+from corral.scheduler.mirror import Mirror
+from corral.scheduler.node_health import NodePolicy
+from corral.scheduler.store import Fenced, Store
+from corral.scheduler.wire import encode_task
 
 log = logging.getLogger("corral.scheduler")
 
@@ -72,7 +71,6 @@ class Scheduler:
         self.http = StatusServer(self, http_port)
         self._last_summary = 0.0
         self._summary_last: dict[str, Any] = {}
-        self._local_algorithms = set(registry.names())
         self.mirror = Mirror(self.etcd, self.keys.root)
 
     @property
@@ -210,7 +208,7 @@ class Scheduler:
         return parse_all(
             headers,
             body,
-            known_algorithms=self._local_algorithms | self.core.algorithms,
+            known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
             inline_limit=self.settings.inline_limit,
         )
 

@@ -21,11 +21,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.keys import Keys, local_retry_id
-from scheduler import allocator, heap
-from scheduler.core import Core, Policy
-from scheduler.ingress import SessionRequest, Submission
-from scheduler.node_health import NodePolicy
+from corral.base.keys import Keys, local_retry_id
+from corral.scheduler import allocator, heap
+from corral.scheduler.core import Core, Policy
+from corral.scheduler.ingress import SessionRequest, Submission
+from corral.scheduler.node_health import NodePolicy
 
 DEVICE = {"type": "SimulatedGpuFault", "message": "CUDA error: an illegal memory access"}
 APP = {"type": "ValueError", "message": "simulated task error"}

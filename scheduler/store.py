@@ -13,8 +13,8 @@ from typing import Any
 
 from etcd3.client import MultiEndpointEtcd3Client
 
-from corral.etcd import prefix_json
-from corral.keys import Keys
+from corral.base.etcd import prefix_json
+from corral.base.keys import Keys
 
 MAX_OPS = 100  # etcd's default --max-txn-ops is 128
 MAX_BYTES = 1 << 20  # etcd's default request limit is 1.5 MiB

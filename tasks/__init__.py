@@ -1,5 +1,5 @@
 """What runs on a GPU worker: the Celery app, the attempt runner, the algorithm registry."""
 
-from tasks.registry import algorithm
+from corral.tasks.registry import algorithm
 
 __all__ = ["algorithm"]

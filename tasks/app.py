@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from corral.config import Settings
-from corral.keys import PRIORITY_STEPS, RUN_TASK
+from corral.base.config import Settings
+from corral.base.keys import PRIORITY_STEPS, RUN_TASK
 
 
 def make_app(settings: Settings | None = None) -> Celery:

@@ -6,8 +6,8 @@ import os
 import time
 from typing import Any
 
-from tasks.context import Context
-from tasks.registry import algorithm
+from corral.tasks.context import Context
+from corral.tasks.registry import algorithm
 
 
 @algorithm("corral.echo")

@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.context import Context
-from tasks.registry import algorithm
+from corral.tasks.context import Context
+from corral.tasks.registry import algorithm
 
 
 def _cv2() -> Any:

@@ -22,14 +22,14 @@ import redis
 from celery import Celery
 from celery.exceptions import Reject
 
-from corral import checkpoints, fence
-from corral.blobs import BlobStore
-from corral.config import Settings
-from corral.keys import RUN_TASK, WARM_TASK, local_retry_id
-from tasks import registry
-from tasks.context import Context
-from tasks.errors import error_info, is_device_error
-from tasks.status import publish, status_event
+from corral.base import checkpoints, fence
+from corral.base.blobs import BlobStore
+from corral.base.config import Settings
+from corral.base.errors import error_info, is_device_error
+from corral.base.keys import RUN_TASK, WARM_TASK, local_retry_id
+from corral.tasks import registry
+from corral.tasks.context import Context
+from corral.tasks.status import publish, status_event
 
 log = logging.getLogger("corral.worker")
 

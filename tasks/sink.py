@@ -6,11 +6,11 @@ import contextlib
 import os
 from typing import Any
 
-from corral.config import Settings
-from pipelines import sinks
-from pipelines.spec import Sink
-from tasks.context import Context
-from tasks.registry import algorithm
+from corral.base.config import Settings
+from corral.pipelines import sinks
+from corral.pipelines.spec import Sink
+from corral.tasks.context import Context
+from corral.tasks.registry import algorithm
 
 
 @algorithm("corral.sink")

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from corral.keys import STATUS_QUEUE
+from corral.base.keys import STATUS_QUEUE
 
 MAXLEN = 1_000_000  # approximate cap of the stream; the leader acknowledges far sooner
 KINDS = ("started", "heartbeat", "progress", "checkpoint", "succeeded", "failed", "warmed")

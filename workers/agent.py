@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.config import Settings
-from corral.etcd import connect, prefix_json
-from corral.keys import Keys, gpu_queue
-from tasks import registry
-from workers.gpus import GpuInfo
-from workers.health import HealthMonitor
+from corral.base.config import Settings
+from corral.base.etcd import connect, prefix_json
+from corral.base.keys import Keys, gpu_queue
+from corral.tasks import registry
+from corral.workers.gpus import GpuInfo
+from corral.workers.health import HealthMonitor
 
 log = logging.getLogger("corral.node")
 
@@ -183,7 +183,7 @@ class Agent:
             CORRAL_FAULTY="1" if gpu.faulty else "0",
         )
         cmd = [
-            sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
+            sys.executable, "-m", "celery", "-A", "corral.tasks.worker", "worker",
             "-Q", gpu_queue(self.name, gpu.index), "-c", "1", "-P", "prefork",
             "--hostname", f"gpu{gpu.index}@{self.name}",
             "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",

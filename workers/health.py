@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from workers.gpus import GpuInfo
+from corral.workers.gpus import GpuInfo
 
 log = logging.getLogger("corral.health")
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from corral.base.config import Settings
 from corral.client import Client, Retry
-from corral.config import Settings
 from corral.local import LocalCluster
 from tests.conftest import running_cluster, wait_until
 from tests.integration.test_gpu_health import _pid_of_running_attempt

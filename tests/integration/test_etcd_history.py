@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from corral.base.config import Settings
+from corral.base.etcd import connect
+from corral.base.keys import Keys
 from corral.client import Client
-from corral.config import Settings
-from corral.etcd import connect
-from corral.keys import Keys
 from corral.local import LocalCluster
 from tests.conftest import running_cluster, wait_until
 

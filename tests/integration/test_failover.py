@@ -115,8 +115,8 @@ def test_a_pipeline_writes_every_row_once_across_a_leader_kill(
 ) -> None:
     import sqlalchemy as sa
 
-    from pipelines import run as runner
-    from pipelines.spec import parse
+    from corral.pipelines import run as runner
+    from corral.pipelines.spec import parse
 
     (tmp_path / "in.txt").write_text("".join(f"line {i}\n" for i in range(300)))
     spec = parse({"name": "ha", "source": {"kind": "text", "path": str(tmp_path / "in.txt"), "segment": 5},

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from corral.base.etcd import get_json
 from corral.client import Client, Retry
-from corral.etcd import get_json
 from corral.local import LocalCluster
 from tests.conftest import running_cluster, wait_until
 

@@ -11,8 +11,8 @@ import uuid
 import pytest
 from kombu import Connection, Exchange, Queue
 
+from corral.base.keys import INGRESS_QUEUE
 from corral.client import Client
-from corral.keys import INGRESS_QUEUE
 from corral.local import LocalCluster
 
 pytestmark = pytest.mark.integration

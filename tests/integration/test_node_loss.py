@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from corral.base.etcd import get_json
 from corral.client import Client
-from corral.etcd import get_json
 from corral.local import LocalCluster
 from tests.conftest import running_cluster, wait_until
 

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from corral.client import Client
 from corral.local import LocalCluster
-from pipelines import run as runner
-from pipelines.clips import disc_x, write_clip
-from pipelines.spec import parse
+from corral.pipelines import run as runner
+from corral.pipelines.clips import disc_x, write_clip
+from corral.pipelines.spec import parse
 from tests.conftest import running_cluster
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 import redis
 
+from corral.base.keys import gpu_queue_lists
 from corral.client import Client
-from corral.keys import gpu_queue_lists
 from corral.local import LocalCluster
 
 pytestmark = pytest.mark.integration

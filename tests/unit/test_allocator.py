@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.allocator import AllocState, SessionSpec, allocate, place, shares
+from corral.scheduler.allocator import AllocState, SessionSpec, allocate, place, shares
 
 GPUS = [("n1", i) for i in range(4)] + [("n2", i) for i in range(4)]
 BACKLOG = 10_000

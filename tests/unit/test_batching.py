@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from corral.keys import Keys
-from scheduler.core import Core, Policy
-from scheduler.ingress import Submission
-from scheduler.placement import assign_grouped
+from corral.base.keys import Keys
+from corral.scheduler.core import Core, Policy
+from corral.scheduler.ingress import Submission
+from corral.scheduler.placement import assign_grouped
 
 KEYS = Keys("t")
 NODES = {"node-1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["corral.echo"]}}

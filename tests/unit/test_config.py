@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corral.config import Settings
+from corral.base.config import Settings
 
 
 def test_defaults_match_the_design() -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from corral.keys import Keys
-from scheduler.core import Core, Policy
-from scheduler.ingress import Rejection, Submission
-from scheduler.records import read_retired
+from corral.base.keys import Keys
+from corral.scheduler.core import Core, Policy
+from corral.scheduler.ingress import Rejection, Submission
+from corral.scheduler.records import read_retired
 
 KEYS = Keys("t")
 NODES = {"node-1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["corral.echo"]}}

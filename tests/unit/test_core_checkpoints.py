@@ -3,8 +3,8 @@ asked for periodically."""
 
 from __future__ import annotations
 
-from scheduler.core import Core, Policy
-from scheduler.ingress import Submission
+from corral.scheduler.core import Core, Policy
+from corral.scheduler.ingress import Submission
 
 from .test_core_faults import KEYS, TWO_NODES, report
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from scheduler.core import Core, Policy
-from scheduler.ingress import Submission
-from scheduler.records import Task
+from corral.scheduler.core import Core, Policy
+from corral.scheduler.ingress import Submission
+from corral.scheduler.records import Task
 
 from .test_core_faults import KEYS, TWO_NODES, report
 

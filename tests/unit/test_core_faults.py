@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from corral.keys import URGENT, Keys, local_retry_id
-from scheduler.core import Core, Policy
-from scheduler.ingress import AdminRequest, Submission
-from scheduler.node_health import NodePolicy
+from corral.base.keys import URGENT, Keys, local_retry_id
+from corral.scheduler.core import Core, Policy
+from corral.scheduler.ingress import AdminRequest, Submission
+from corral.scheduler.node_health import NodePolicy
 
 KEYS = Keys("t")
 TWO_NODES = {

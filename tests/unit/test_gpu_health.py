@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.gpu_health import (
+from corral.scheduler.gpu_health import (
     HEALTHY,
     QUARANTINED,
     SUSPECT,

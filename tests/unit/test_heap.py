@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import logging
 
-from scheduler import heap
-from scheduler.simulate import SimConfig, Simulation
+from corral.scheduler import heap
+from corral.scheduler.simulate import SimConfig, Simulation
 
 
 def cyclic_garbage_after(tasks: int) -> int:

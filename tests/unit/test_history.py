@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.history import History
+from corral.scheduler.history import History
 
 
 def test_nothing_is_compacted_before_the_history_is_as_old_as_it_keeps() -> None:

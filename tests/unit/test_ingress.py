@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from corral.keys import SUBMIT_TASK
-from scheduler.ingress import Rejection, SessionRequest, Submission, parse, parse_all
+from corral.base.keys import SUBMIT_TASK
+from corral.scheduler.ingress import Rejection, SessionRequest, Submission, parse, parse_all
 
 KNOWN = frozenset({"corral.echo", "corral.sleep"})
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.node_health import (
+from corral.scheduler.node_health import (
     DRAINED,
     LOST,
     QUARANTINED,

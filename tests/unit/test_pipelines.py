@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipelines import plan, sinks, sources
-from pipelines.clips import disc_x, write_clip
-from pipelines.spec import Sink, SpecError, load, parse
-from tasks.context import Context
-from tasks.media import bright, words
+from corral.pipelines import plan, sinks, sources
+from corral.pipelines.clips import disc_x, write_clip
+from corral.pipelines.spec import Sink, SpecError, load, parse
+from corral.tasks.context import Context
+from corral.tasks.media import bright, words
 
 BASE = {
     "name": "p",

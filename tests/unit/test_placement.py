@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.placement import Constraint, Slot, assign
+from corral.scheduler.placement import Constraint, Slot, assign
 
 
 def slot(node: str, i: int, load: int = 0, session: str | None = "s", usable: bool = True) -> Slot:

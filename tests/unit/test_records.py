@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.records import Attempt, Task, read_retired, retire
+from corral.scheduler.records import Attempt, Task, read_retired, retire
 
 DEVICE = {"type": "SimulatedGpuFault", "message": "CUDA error: illegal memory access"}
 APP = {"type": "ValueError", "message": "bad input"}

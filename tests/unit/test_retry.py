@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from scheduler.records import FAILED, Attempt, Task
-from scheduler.retry import GiveUp, LocalRetry, Reassign, decide, stints
+from corral.scheduler.records import FAILED, Attempt, Task
+from corral.scheduler.retry import GiveUp, LocalRetry, Reassign, decide, stints
 
 
 def task_with(*failures: tuple[str, int], local: int = 2, hosts: int = 3, error: str = "ValueError"):

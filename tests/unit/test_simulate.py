@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from scheduler.simulate import SimConfig, simulate
+from corral.scheduler.simulate import SimConfig, simulate
 
 
 def run(**kw: object) -> dict:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from corral.client import Client, Handle
-from pipelines import plan, sources
-from pipelines.spec import Pipeline
+from corral.pipelines import plan, sources
+from corral.pipelines.spec import Pipeline
 
 SEND_EVERY = 400  # tasks per flush to ingress for a file source (a stream flushes per item)
 

@@ -13,7 +13,7 @@ from typing import Any
 from etcd3.client import Endpoint, MultiEndpointEtcd3Client
 from etcd3.utils import prefix_range_end
 
-from corral.config import Settings
+from corral.base.config import Settings
 
 
 class EtcdUnavailable(RuntimeError):

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from corral.config import Settings
+from corral.base.config import Settings
 
 
 class BlobStore:

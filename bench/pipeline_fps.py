@@ -33,10 +33,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corral import pipeline_run as runner  # noqa: E402
 from corral.base.config import Settings  # noqa: E402
 from corral.client import Client  # noqa: E402
 from corral.local import LocalCluster  # noqa: E402
-from corral.pipelines import run as runner  # noqa: E402
 from corral.pipelines import sources  # noqa: E402
 from corral.pipelines.clips import tracking_pipeline, write_clip  # noqa: E402
 from corral.pipelines.spec import Pipeline  # noqa: E402

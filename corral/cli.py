@@ -1,4 +1,4 @@
-"""The `corral` command line (DESIGN 5.2). Every setting is a flag and an env variable."""
+"""The `corral` command line (docs/contracts.md, CLI). Every setting is a flag and an env variable."""
 
 from __future__ import annotations
 
@@ -377,8 +377,8 @@ def pipeline_run(
     """Submit a pipeline: one task per stage per item of its source, and a sink per item."""
     import time
 
+    from corral import pipeline_run as runner
     from corral.display import progress_bar
-    from corral.pipelines import run as runner
     from corral.pipelines.spec import SpecError
 
     spec = _pipeline(file)

@@ -1,4 +1,4 @@
-"""The Python client (DESIGN 5.3): submit through the ingress queue, read state from etcd."""
+"""The Python client (docs/contracts.md): submit through the ingress queue, read state from etcd."""
 
 from __future__ import annotations
 
@@ -19,22 +19,11 @@ from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
 from corral.base.etcd import get_json, prefix_json, snapshot
 from corral.base.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
+from corral.base.retry import RetryPolicy as Retry
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 MAP_BATCH = 200  # tasks per ingress message from map()
 MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Retry policy: `local` tries on the same GPU, then up to `hosts` other hosts."""
-
-    local: int = 2
-    hosts: int = 3
-    backoff: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"local": self.local, "hosts": self.hosts, "backoff": self.backoff}
 
 
 class TaskFailed(Exception):
@@ -92,7 +81,7 @@ class Client:
         return self.send(items)
 
     def send(self, items: Iterable[dict[str, Any]]) -> list[Handle]:
-        """Submit prepared ingress kwargs (DESIGN 5.4, each with its task_id), many to a
+        """Submit prepared ingress kwargs (docs/contracts.md, each with its task_id), many to a
         message, in order: an upstream task sent before its dependents is known to them."""
         handles: list[Handle] = []
         batch: list[dict[str, Any]] = []
@@ -305,7 +294,7 @@ class Handle:
 
 def _submit_kwargs(algorithm: str, args: Any, session: str, task_id: str, gpus: int,
                    retry: dict[str, Any]) -> dict[str, Any]:
-    """The kwargs of one submission (DESIGN 5.4), alone or as an element of a batch."""
+    """The kwargs of one submission (docs/contracts.md), alone or as an element of a batch."""
     return {"algorithm": algorithm, "args": args, "session": session, "task_id": task_id,
             "gpus": gpus, "retry": retry}
 

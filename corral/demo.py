@@ -19,7 +19,7 @@ def _pipeline(client: Client, state_dir: Path, console: Console, frames: int = 2
     try:
         import sqlalchemy as sa
 
-        from corral.pipelines import run as runner
+        from corral import pipeline_run as runner
         from corral.pipelines.clips import disc_x, tracking_pipeline, write_clip
     except ImportError as exc:
         console.print(f"pipeline part skipped: {exc} (pip install 'corral[media]')")

@@ -1,4 +1,4 @@
-"""`corral status`: the cluster as one JSON document (DESIGN 5.2), read from etcd."""
+"""`corral status`: the cluster as one JSON document (docs/contracts.md, CLI), read from etcd."""
 
 from __future__ import annotations
 

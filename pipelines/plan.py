@@ -19,7 +19,7 @@ def task_id(run: str, index: int, stage: str) -> str:
 
 
 def expand(spec: Pipeline, run: str, index: int, item: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ingress kwargs (DESIGN 5.4) of one item's tasks, upstream first; the sink last."""
+    """The ingress kwargs (docs/contracts.md) of one item's tasks, upstream first; the sink last."""
     session, retry = spec.session.name, spec.retry.model_dump()
     out = []
     for stage in order(spec.stages):

@@ -13,6 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from corral.base.retry import DEFAULT as DEFAULT_RETRY
+from corral.base.retry import MAX_BACKOFF, MAX_HOSTS, MAX_LOCAL
+
 NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,39}$"
 SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 COLUMN_TYPES = ("integer", "float", "text", "boolean", "json")
@@ -85,8 +88,11 @@ class SessionSpec(_Strict):
 
 
 class Retry(_Strict):
-    local: int = Field(2, ge=0)
-    hosts: int = Field(3, ge=0)
+    """The task retry policy of every stage (corral.base.retry: the same defaults and bounds)."""
+
+    local: int = Field(DEFAULT_RETRY.local, ge=0, le=MAX_LOCAL)
+    hosts: int = Field(DEFAULT_RETRY.hosts, ge=0, le=MAX_HOSTS)
+    backoff: float = Field(DEFAULT_RETRY.backoff, ge=0, le=MAX_BACKOFF, allow_inf_nan=False)
 
 
 class Pipeline(_Strict):

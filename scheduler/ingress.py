@@ -1,4 +1,4 @@
-"""Validation of ingress messages (DESIGN 5.4): pure, never raises on bad input.
+"""Validation of ingress messages (docs/contracts.md): pure, never raises on bad input.
 
 A Celery message becomes either a Submission, a SessionRequest or a Rejection with
 a reason a person can act on.
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.base.keys import ADMIN_TASK, SESSION_TASK, SUBMIT_TASK
+from corral.base.retry import DEFAULT, RetryPolicy
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-DEFAULT_RETRY = {"local": 2, "hosts": 3}
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Submission:
     args: Any
     session: str = "default"
     gpus: int = 1
-    retry: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETRY))
+    retry: dict[str, Any] = field(default_factory=DEFAULT.to_dict)
     after: dict[str, str] | None = None  # input name -> upstream task id
 
 
@@ -160,18 +160,10 @@ def _submission(kwargs: dict[str, Any], message_id: str | None,
         return reject(f"'gpus' must be a positive integer, got {gpus!r}")
     if gpus != 1:
         return reject(f"'gpus': {gpus} asks for a multi-GPU task; this scheduler places 1 GPU per task")
-    retry = dict(DEFAULT_RETRY)
-    raw_retry = kwargs.get("retry") or {}
-    if not isinstance(raw_retry, dict):
-        return reject(f"'retry' must be an object like {DEFAULT_RETRY}, got {raw_retry!r}")
-    for key, value in raw_retry.items():
-        if key not in ("local", "hosts", "backoff"):
-            return reject(f"'retry' has unknown field {key!r}")
-        if key in ("local", "hosts") and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 0
-        ):
-            return reject(f"'retry.{key}' must be a non-negative integer, got {value!r}")
-        retry[key] = value
+    try:
+        retry = RetryPolicy.parse(kwargs.get("retry")).to_dict()
+    except ValueError as exc:
+        return reject(str(exc))
     after = _after(kwargs.get("after"), task_id)
     if isinstance(after, str):
         return reject(after)

@@ -1,4 +1,4 @@
-"""Task and attempt records as they are stored in etcd (`tasks/<id>`, DESIGN 5.3)."""
+"""Task and attempt records as they are stored in etcd (`tasks/<id>`, docs/contracts.md, Python API)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import redis
 from corral.base import checkpoints, fence
 from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
-from corral.base.keys import BUILTIN_ALGORITHMS, Keys
+from corral.base.keys import BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
 from corral.scheduler import heap, history
 from corral.scheduler.core import Core, Policy
 from corral.scheduler.election import Election
@@ -29,8 +29,7 @@ from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
 from corral.scheduler.ingress import Rejection, parse_all, valid_id
 from corral.scheduler.mirror import Mirror
-from corral.scheduler.node_health import NodePolicy
-from corral.scheduler.store import Fenced, Store
+from corral.scheduler.store import Fenced, Store, etcd_writes
 from corral.scheduler.wire import encode_task
 
 log = logging.getLogger("corral.scheduler")
@@ -47,18 +46,8 @@ class Scheduler:
         self.etcd = connect(settings)
         self.store = Store(self.etcd, self.keys)
         self.election = Election(self.etcd, self.keys, sid, settings.leader_ttl)
-        self.policy = Policy(
-            depth=settings.queue_depth,
-            quarantine_after=settings.quarantine_after,
-            heartbeat_timeout=settings.heartbeat * settings.heartbeat_misses,
-            idle_grace=settings.idle_grace,
-            task_retention=settings.task_retention,
-            batch_max=settings.batch_max,
-            batch_seconds=settings.batch_seconds,
-            checkpoint_every=settings.checkpoint_every,
-            nodes=NodePolicy(stable_after=settings.node_stable),
-        )
-        self.core = Core(self.keys, self.policy, sid)
+        self.policy = Policy.from_settings(settings)
+        self.core = Core(self.policy, sid)
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-level: the cheapest hand-off
         # Timeouts: a leader cut off from Redis must fail fast and step down, not hang.
         self.redis = redis.Redis.from_url(settings.broker, client_name=f"corral-scheduler-{sid}",
@@ -216,20 +205,21 @@ class Scheduler:
         now = time.time()
         self.core.tick(now)
         fx = self.core.take_effects()
+        extra: dict[str, Any] = {}
         if now - self._last_summary >= SUMMARY_EVERY:
             self._last_summary = now
             summary = self.core.summary()
             if summary != self._summary_last:
                 self._summary_last = summary
-                fx.writes[self.keys.summary] = summary
-        if not fx:
+                extra[self.keys.summary] = summary
+        if not fx and not extra:
             return
         assert self.token is not None
-        if fx.writes or fx.tasks:
-            self.store.write(self.token, fx.all_writes(self.keys))
+        if fx.writes or extra:
+            self.store.write(self.token, etcd_writes(fx, self.keys, extra))
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
-        if fx.fences or fx.publishes or fx.unfences or fx.checkpoint_requests or fx.stale_checkpoints:
+        if fx.redis:
             with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
                 for attempt_id in fx.fences:
                     fence.supersede(pipe, self.settings.cluster, attempt_id)
@@ -239,10 +229,9 @@ class Scheduler:
                     pipe.delete(*fx.stale_checkpoints)
                 for i in range(0, len(fx.unfences), 1000):
                     pipe.delete(*(fence.key(self.settings.cluster, a) for a in fx.unfences[i:i + 1000]))
-                for pub in fx.publishes:
-                    key, payload = encode_task(pub.queue, pub.task,
-                                               pub.id or pub.message["attempt_id"], pub.message,
-                                               pub.priority, self.origin)
+                for d in fx.dispatches:
+                    key, payload = encode_task(gpu_queue(*d.gpu), WARM_TASK if d.warm else RUN_TASK, d.id,
+                                               d.message, URGENT if d.urgent else NORMAL, self.origin)
                     pipe.lpush(key, payload)
                 pipe.execute()
         assert self.inbound is not None
@@ -266,7 +255,7 @@ class Scheduler:
 
             def read(prefix: str) -> dict[str, Any]:
                 return prefix_json(self.etcd, prefix)
-        self.core = Core(self.keys, self.policy, self.sid)
+        self.core = Core(self.policy, self.sid)
         self.core.load(
             list(read(self.keys.task()).values()),
             read(self.keys.session()),

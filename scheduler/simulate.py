@@ -4,7 +4,7 @@ faults, on a simulated clock, with no I/O.
 Every decision is made by the same code the service runs (Core: allocator, placement,
 retry, quarantine and node policies, event fold); the simulator only plays the world:
 GPU workers as FIFOs that run attempts for a task's duration and report started /
-succeeded / failed (with local retries as a worker does them), node leases that lapse
+succeeded / failed, node leases that lapse
 and come back, faulty GPUs that fail everything. It measures the core's routing
 decisions per second of CPU, the allocator's time per run, the etcd writes the run would
 cause, and checks the chaos invariants over the simulated history.
@@ -21,7 +21,6 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.base.keys import Keys, local_retry_id
 from corral.scheduler import allocator, heap
 from corral.scheduler.core import Core, Policy
 from corral.scheduler.ingress import SessionRequest, Submission
@@ -89,7 +88,8 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         self.c = config
         self.rng = random.Random(config.seed)
-        self.core = Core(Keys("sim"), Policy(nodes=NodePolicy(stable_after=10.0)), "sim")
+        self.core = Core(Policy.from_settings(nodes=NodePolicy(stable_after=10.0), checkpoint_every=0.0),
+                         "sim")  # no simulated task saves checkpoints
         self.core.allocate_fn = self._timed_allocate
         self._route = self.core.route
         self.core.route = self._timed_route  # type: ignore[method-assign]
@@ -194,19 +194,23 @@ class Simulation:
 
     def _effects(self, now: float) -> None:
         fx = self.core.take_effects()
-        if fx.writes or fx.tasks:
-            self.result.writes += len(fx.writes) + len(fx.tasks)
+        if fx.writes:
+            self.result.writes += fx.writes
             self.result.transactions += 1
         self.fenced.update(fx.fences)
-        for pub in fx.publishes:
-            if pub.task != "corral.run":
+        for d in fx.dispatches:
+            if d.warm:
                 continue
-            key = (pub.message["node"], pub.message["gpu"])
-            for msg in pub.message.get("batch") or [pub.message]:  # a batch runs in order (M11)
+            key = d.gpu
+            fifo = self.fifo.setdefault(key, deque())
+            for msg in d.message.get("batch") or [d.message]:  # a batch runs in order (M11)
                 if key in self.quarantined_at:
                     self.result.violations.append(f"attempt {msg['attempt_id']} sent to quarantined {key}")
                 self.result.dispatches += 1
-                self.fifo.setdefault(key, deque()).append(msg)
+                if d.urgent:  # ahead of what waits there, as its priority puts it
+                    fifo.appendleft(msg)
+                else:
+                    fifo.append(msg)
             self._start_next(key, now)
 
     def _start_next(self, key: tuple[str, int], now: float) -> None:
@@ -237,19 +241,11 @@ class Simulation:
             return  # the node died with the attempt
         event = {"kind": kind, "task_id": msg["task_id"], "attempt_id": msg["attempt_id"],
                  "node": key[0], "gpu": key[1], "time": now}
-        follow = None
         if kind == "succeeded":
             event["result_ref"] = f"r:{msg['attempt_id']}"
         elif kind == "failed":
             event["error"] = error
-            local = msg["retry"].get("local", 0)
-            if error is APP and msg["local_try"] < local:  # the worker retries it in place
-                follow = {**msg, "attempt_id": local_retry_id(msg["attempt_id"]),
-                          "number": msg["number"] + 1, "local_try": msg["local_try"] + 1}
-                event["retry_as"] = follow["attempt_id"]
         self._core(self.core.status, event, now, None)
-        if follow is not None:
-            self.fifo.setdefault(key, deque()).appendleft(follow)
         if kind in ("succeeded", "failed"):
             self.busy_until[key] = now
             self._settle(msg["task_id"], now)

@@ -15,6 +15,7 @@ from etcd3.client import MultiEndpointEtcd3Client
 
 from corral.base.etcd import prefix_json
 from corral.base.keys import Keys
+from corral.scheduler.core.effects import Effects
 
 MAX_OPS = 100  # etcd's default --max-txn-ops is 128
 MAX_BYTES = 1 << 20  # etcd's default request limit is 1.5 MiB
@@ -68,3 +69,21 @@ class Store:
 
     def read_prefix(self, prefix: str) -> dict[str, Any]:
         return prefix_json(self.client, prefix)
+
+
+def etcd_writes(fx: Effects, keys: Keys, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The core's typed writes under their etcd keys (None deletes), then `extra`."""
+    out: dict[str, Any] = {}
+    for (node, index), info in fx.plans.items():
+        out[keys.plan(node, index)] = info
+    for (node, index), health in fx.gpu_health.items():
+        out[keys.gpu_health(node, index)] = health
+    for name, health in fx.node_health.items():
+        out[keys.node_health(name)] = health
+    for name, record in fx.sessions.items():
+        out[keys.session(name)] = record
+    for task_id, task in fx.tasks.items():
+        out[keys.task(task_id)] = task
+    if extra:
+        out.update(extra)
+    return out

@@ -1,6 +1,6 @@
 """The Celery app shared by workers, the scheduler's publisher and Flower.
 
-Settings follow DESIGN 6: JSON only, late acks, reject on a lost worker, prefetch 1.
+Settings: JSON only, late acks, reject on a lost worker, prefetch 1 (docs/operations.md).
 """
 
 from __future__ import annotations

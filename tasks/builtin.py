@@ -1,4 +1,4 @@
-"""Diagnostic algorithms (DESIGN 5.5, contract)."""
+"""Diagnostic algorithms (docs/contracts.md, Diagnostic algorithms)."""
 
 from __future__ import annotations
 

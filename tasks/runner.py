@@ -3,10 +3,8 @@
 Before running, the attempt is claimed against its fence in Redis (corral/fence.py): an
 attempt that the scheduler has since superseded (node loss, failover, quarantine) does
 not run. Workers never talk to etcd.
-A failure with local budget left is retried on the same GPU through Celery's retry, as
-an attempt id of the worker's own (`<attempt>.r<k>`, corral/keys.py), after an exponential
-back-off; the `failed` event names that id so the scheduler records the retry instead of
-routing the task elsewhere.
+A worker reports what happened and decides nothing else: after a failure the leader alone
+chooses between a local retry (a new attempt it sends to this GPU), a move and giving up.
 """
 
 from __future__ import annotations
@@ -25,8 +23,8 @@ from celery.exceptions import Reject
 from corral.base import checkpoints, fence
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
-from corral.base.errors import error_info, is_device_error
-from corral.base.keys import RUN_TASK, WARM_TASK, local_retry_id
+from corral.base.errors import error_info
+from corral.base.keys import RUN_TASK, WARM_TASK
 from corral.tasks import registry
 from corral.tasks.context import Context
 from corral.tasks.status import publish, status_event
@@ -37,7 +35,6 @@ SIMULATED_CUDA_ERROR = (
     "CUDA error: an illegal memory access was encountered "
     "(simulated faulty GPU {node}:{gpu}, cudaErrorIllegalAddress)"
 )
-MAX_BACKOFF = 30.0
 
 
 class SimulatedGpuFault(RuntimeError):
@@ -62,11 +59,6 @@ class _Process:
             cls.pid = os.getpid()
         assert cls.beat is not None
         return cls.beat
-
-
-def backoff(msg: dict[str, Any]) -> float:
-    base = float((msg.get("retry") or {}).get("backoff", 0.5) or 0.0)
-    return min(MAX_BACKOFF, base * (2 ** int(msg.get("local_try", 0))))
 
 
 class _Heartbeat(threading.Thread):
@@ -156,8 +148,8 @@ class _Saved:
         return self._asked
 
 
-def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
-    """Run one attempt; return the message of a local retry to re-queue, if any."""
+def execute(app: Celery, msg: dict[str, Any]) -> None:
+    """Run one attempt and report its outcome."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
     beat = _Process.ensure(settings)
     task_id, attempt_id = msg["task_id"], msg["attempt_id"]
@@ -180,19 +172,16 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
     if seen == "superseded":
         log.info("attempt %s of task %s is superseded; not running it", attempt_id, task_id)
-        return None
+        return
     if seen == "lost":
         publish(_Process.redis, event("failed", error={
             "type": "WorkerLost",
             "message": "the worker process running this attempt died (killed or out of memory)"}))
-        return None
+        return
 
     beat.beat_for(event)
     saved = _Saved(settings, task_id, attempt_id, msg.get("checkpoint"), event)
     try:
-        wait = float(msg.get("not_before", 0)) - time.time()
-        if wait > 0:
-            time.sleep(min(wait, MAX_BACKOFF))
         if os.environ.get("CORRAL_FAULTY") == "1":
             raise SimulatedGpuFault(SIMULATED_CUDA_ERROR.format(node=node, gpu=gpu))
         algo = registry.get(msg["algorithm"])
@@ -212,34 +201,19 @@ def execute(app: Celery, msg: dict[str, Any]) -> dict[str, Any] | None:
         beat.stop_beating()
         error = error_info(exc)
         log.warning("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
-        local = int((msg.get("retry") or {}).get("local", 2))
-        tries = int(msg.get("local_try", 0))
-        if is_device_error(error) or tries >= local:
-            publish(_Process.redis, event("failed", error=error))
-            return None
-        follow = {**msg, "attempt_id": local_retry_id(attempt_id),
-                  "number": int(msg.get("number", 1)) + 1, "local_try": tries + 1,
-                  "checkpoint": saved.ref}
-        follow["not_before"] = time.time() + backoff(follow | {"local_try": tries})
-        publish(_Process.redis, event("failed", error=error, retry_as=follow["attempt_id"]))
-        return follow
+        publish(_Process.redis, event("failed", error=error))
+        return
     beat.stop_beating()
     with _Process.redis.pipeline(transaction=False) as pipe:  # result and outcome: one round trip
         ref = _Process.blobs.put_result(task_id, attempt_id, encoded, pipe)
         publish(pipe, event("succeeded", result_ref=ref))
         pipe.execute()
-    return None
 
 
 def run_batch(app: Celery, batch: list[dict[str, Any]]) -> None:
-    """Several attempts in one message (M11), in order, each with its own fence and outcome.
-
-    A local retry runs at once in place, after its back-off, rather than as a new message.
-    """
+    """Several attempts in one message (M11), in order, each with its own fence and outcome."""
     for msg in batch:
-        follow = execute(app, msg)
-        while follow is not None:
-            follow = execute(app, follow)
+        execute(app, msg)
 
 
 def warm_up(app: Celery, msg: dict[str, Any]) -> None:
@@ -268,14 +242,12 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
 
 
 def register(app: Celery) -> None:
-    @app.task(name=RUN_TASK, bind=True, acks_late=True, ignore_result=True)
-    def run(self: Any, **msg: Any) -> None:
+    @app.task(name=RUN_TASK, acks_late=True, ignore_result=True)
+    def run(**msg: Any) -> None:
         if "batch" in msg:
             run_batch(app, msg["batch"])
-            return
-        follow = execute(app, msg)
-        if follow is not None:
-            raise self.retry(kwargs=follow, countdown=0, max_retries=None)
+        else:
+            execute(app, msg)
 
     @app.task(name=WARM_TASK, acks_late=True, ignore_result=True)
     def warm(**msg: Any) -> None:

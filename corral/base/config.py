@@ -1,7 +1,9 @@
-"""Settings shared by every corral process, read from the environment (DESIGN 5.1).
+"""Settings shared by every corral process, read from the environment (docs/contracts.md, Configuration).
 
-Every setting is also a CLI flag; the CLI writes flags back into a Settings object,
-so child processes started by the launcher inherit them through the environment.
+This class is the one definition of every setting and its default: the environment
+variable is `CORRAL_` and the field's name in capitals, the scheduler core's policy is
+derived from it (`Policy.from_settings`), and the CLI's flags default to it. The CLI writes
+flags back into a Settings object, so child processes inherit them through the environment.
 """
 
 from __future__ import annotations
@@ -9,33 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
-ENV = {
-    "etcd": "CORRAL_ETCD",
-    "broker": "CORRAL_BROKER",
-    "cluster": "CORRAL_CLUSTER",
-    "etcd_user": "CORRAL_ETCD_USER",
-    "etcd_password": "CORRAL_ETCD_PASSWORD",
-    "etcd_ca": "CORRAL_ETCD_CA",
-    "etcd_cert": "CORRAL_ETCD_CERT",
-    "etcd_key": "CORRAL_ETCD_KEY",
-    "inline_limit": "CORRAL_INLINE_LIMIT",
-    "node_ttl": "CORRAL_NODE_TTL",
-    "leader_ttl": "CORRAL_LEADER_TTL",
-    "queue_depth": "CORRAL_QUEUE_DEPTH",
-    "heartbeat": "CORRAL_HEARTBEAT",
-    "heartbeat_misses": "CORRAL_HEARTBEAT_MISSES",
-    "node_stable": "CORRAL_NODE_STABLE",
-    "quarantine_after": "CORRAL_QUARANTINE_AFTER",
-    "idle_grace": "CORRAL_IDLE_GRACE",
-    "task_retention": "CORRAL_TASK_RETENTION",
-    "result_ttl": "CORRAL_RESULT_TTL",
-    "worker_events": "CORRAL_WORKER_EVENTS",
-    "worker_log_level": "CORRAL_WORKER_LOG_LEVEL",
-    "batch_max": "CORRAL_BATCH_MAX",
-    "batch_seconds": "CORRAL_BATCH_SECONDS",
-    "etcd_history": "CORRAL_ETCD_HISTORY",
-    "checkpoint_every": "CORRAL_CHECKPOINT_EVERY",
-}
+PREFIX = "CORRAL_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: `CORRAL_` and its name in capitals."""
+    return PREFIX + field.upper()
 
 
 @dataclass(frozen=True)
@@ -71,8 +52,8 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
-            name = ENV.get(f.name)
-            if name and env.get(name, "") != "":
+            name = env_name(f.name)
+            if env.get(name, "") != "":
                 values[f.name] = _coerce(f.type, env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -84,10 +65,8 @@ class Settings:
         """Environment that makes a child process see these same settings."""
         out: dict[str, str] = {}
         for f in fields(self):
-            name = ENV.get(f.name)
-            if name:
-                value = getattr(self, f.name)
-                out[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            value = getattr(self, f.name)
+            out[env_name(f.name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
         return out
 
     @property

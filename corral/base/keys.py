@@ -1,4 +1,4 @@
-"""The etcd keyspace of one cluster (DESIGN 4): one place that spells every key."""
+"""The etcd keyspace of one cluster (docs/contracts.md, etcd keyspace): one place that spells every key."""
 
 from __future__ import annotations
 
@@ -60,17 +60,6 @@ def gpu_queue_lists(node: str, index: int) -> list[str]:
     """The Redis lists behind one GPU queue, one per priority step."""
     name = gpu_queue(node, index)
     return [name if step == 0 else f"{name}{_PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
-
-
-def local_retry_id(attempt_id: str) -> str:
-    """The id a worker gives its own local retry of `attempt_id` (M1): `<attempt>.r`
-    and a number. The leader's attempts are `<task>.a<n>`: the two never meet, so no
-    attempt the leader sends can take the id of one a worker made, whose fence the
-    leader may have marked superseded and whose late outcome it must ignore."""
-    base, dot_r, k = attempt_id.rpartition(".r")
-    if dot_r and k.isdigit() and ".a" in base:
-        return f"{base}.r{int(k) + 1}"
-    return f"{attempt_id}.r1"
 
 
 INGRESS_QUEUE = "corral.ingress"

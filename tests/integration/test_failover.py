@@ -115,7 +115,7 @@ def test_a_pipeline_writes_every_row_once_across_a_leader_kill(
 ) -> None:
     import sqlalchemy as sa
 
-    from corral.pipelines import run as runner
+    from corral import pipeline_run as runner
     from corral.pipelines.spec import parse
 
     (tmp_path / "in.txt").write_text("".join(f"line {i}\n" for i in range(300)))

@@ -1,4 +1,4 @@
-"""DESIGN 5.4: any Celery client can submit; malformed messages are rejected with a reason."""
+"""Any Celery client can submit (docs/contracts.md); malformed messages are rejected with a reason."""
 
 from __future__ import annotations
 

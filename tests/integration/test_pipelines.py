@@ -15,9 +15,9 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from corral import pipeline_run as runner
 from corral.client import Client
 from corral.local import LocalCluster
-from corral.pipelines import run as runner
 from corral.pipelines.clips import disc_x, write_clip
 from corral.pipelines.spec import parse
 from tests.conftest import running_cluster

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections import deque
 
-from corral.base.keys import Keys
-from corral.scheduler.core import Core, Policy
+from corral.scheduler.core import Core
 from corral.scheduler.ingress import Submission
 from corral.scheduler.placement import assign_grouped
 
-KEYS = Keys("t")
-NODES = {"node-1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["corral.echo"]}}
+from .harness import ONE_NODE, make
+from .harness import policy as policy_of
 
 
 def core_with(**policy: object) -> Core:
-    core = Core(KEYS, Policy(depth=2, **policy))  # type: ignore[arg-type]
-    core.nodes_changed(NODES, 0.0)
-    return core
+    return make(ONE_NODE, **policy)
 
 
 def submit(core: Core, n: int, prefix: str = "t") -> list[str]:
@@ -52,7 +49,7 @@ def test_nothing_is_batched_before_a_run_time_is_known() -> None:
     submit(core, 20)
     core.route(1.5)
     fx = core.take_effects()
-    assert len(fx.publishes) == 4 and all("batch" not in p.message for p in fx.publishes)
+    assert len(fx.dispatches) == 4 and all("batch" not in p.message for p in fx.dispatches)
 
 
 def test_short_tasks_with_a_backlog_travel_several_to_a_message() -> None:
@@ -60,10 +57,10 @@ def test_short_tasks_with_a_backlog_travel_several_to_a_message() -> None:
     submit(core, 100)
     core.route(3.0)
     fx = core.take_effects()
-    assert len(fx.publishes) == 4  # still at most `depth` messages per GPU
-    sizes = [len(p.message["batch"]) for p in fx.publishes]
+    assert len(fx.dispatches) == 4  # still at most `depth` messages per GPU
+    sizes = [len(p.message["batch"]) for p in fx.dispatches]
     assert sum(sizes) == 100 and max(sizes) <= 32
-    for pub in fx.publishes:
+    for pub in fx.dispatches:
         for msg in pub.message["batch"]:
             assert core.tasks[msg["task_id"]].state == "QUEUED"
             assert core.tasks[msg["task_id"]].current_attempt == msg["attempt_id"]
@@ -74,28 +71,28 @@ def test_batching_never_leaves_a_gpu_idle_while_tasks_wait() -> None:
     submit(core, 3)
     core.route(3.0)
     fx = core.take_effects()
-    assert len(fx.publishes) == 3  # 3 tasks, 4 free slots: one each, no batch
+    assert len(fx.dispatches) == 3  # 3 tasks, 4 free slots: one each, no batch
 
 
 def test_long_tasks_are_not_batched() -> None:
     core = measured_core(2.0)
     submit(core, 50)
     core.route(5.0)
-    assert all("batch" not in p.message for p in core.take_effects().publishes)
+    assert all("batch" not in p.message for p in core.take_effects().dispatches)
 
 
 def test_batch_max_one_turns_batching_off() -> None:
     core = measured_core(batch_max=1)
     submit(core, 50)
     core.route(3.0)
-    assert all("batch" not in p.message for p in core.take_effects().publishes)
+    assert all("batch" not in p.message for p in core.take_effects().dispatches)
 
 
 def test_a_batch_holds_its_slot_until_its_last_member_ends() -> None:
     core = measured_core()
     ids = submit(core, 8)
     core.route(3.0)
-    pub = core.take_effects().publishes[0]
+    pub = core.take_effects().dispatches[0]
     members = [m["task_id"] for m in pub.message["batch"]]
     key = ("node-1", pub.message["gpu"])
     before = core.busy[key]
@@ -112,7 +109,7 @@ def test_each_member_of_a_batch_keeps_its_own_outcome() -> None:
     core = measured_core()
     submit(core, 20)
     core.route(3.0)
-    members = [m["task_id"] for m in core.take_effects().publishes[0].message["batch"]]
+    members = [m["task_id"] for m in core.take_effects().dispatches[0].message["batch"]]
     run_one(core, members[0], 0.001)
     report(core, members[1], "started", 2.0)
     core.status({"kind": "failed", "task_id": members[1], "node": "node-1",
@@ -130,9 +127,9 @@ def test_a_new_leader_counts_a_batch_as_one_message() -> None:
     core.route(3.0)
     core.take_effects()
     records = [t.to_dict() for t in core.tasks.values()]
-    fresh = Core(KEYS, Policy(depth=2))
+    fresh = Core(policy_of())
     fresh.load(records, dict(core.sessions))
-    fresh.nodes_changed(NODES, 4.0)
+    fresh.nodes_changed(ONE_NODE, 4.0)
     assert fresh.busy == core.busy
     assert fresh.bundle_left == core.bundle_left
 
@@ -160,5 +157,5 @@ def test_a_suspect_gpu_gets_one_task_per_message() -> None:
     core.take_effects()
     submit(core, 100)
     core.route(3.0)
-    on_suspect = [p for p in core.take_effects().publishes if p.message["gpu"] == gpu]
+    on_suspect = [p for p in core.take_effects().dispatches if p.message["gpu"] == gpu]
     assert on_suspect and all("batch" not in p.message for p in on_suspect)

@@ -1,4 +1,4 @@
-"""Every setting comes from the environment (DESIGN 5.1) and goes back to it for children."""
+"""Every setting comes from the environment (docs/contracts.md) and goes back to it for children."""
 
 from __future__ import annotations
 

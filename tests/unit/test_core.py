@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from corral.base.keys import Keys
-from corral.scheduler.core import Core, Policy
+from corral.scheduler.core import Core
 from corral.scheduler.ingress import Rejection, Submission
 from corral.scheduler.records import read_retired
 
-KEYS = Keys("t")
-NODES = {"node-1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["corral.echo"]}}
+from .harness import ONE_NODE, make, policy
 
 
-def core_with_nodes(nodes=NODES) -> Core:
-    core = Core(KEYS, Policy(depth=2))
-    core.nodes_changed(nodes, 0.0)
-    return core
+def core_with_nodes(nodes=ONE_NODE) -> Core:
+    return make(nodes)
 
 
 def submit(core: Core, task_id: str, session: str = "s") -> None:
@@ -41,10 +37,10 @@ def test_routing_dispatches_an_attempt_and_publishes_to_the_gpu_queue() -> None:
     submit(core, "t1")
     core.route(1.5)
     fx = core.take_effects()
-    (pub,) = fx.publishes
+    (pub,) = fx.dispatches
     task = core.tasks["t1"]
     assert task.state == "QUEUED"
-    assert pub.queue == f"corral.gpu.node-1.{task.attempts[0].gpu}"
+    assert pub.gpu == ("node-1", task.attempts[0].gpu)
     assert pub.message["attempt_id"] == task.current_attempt
 
 
@@ -53,7 +49,7 @@ def test_a_gpu_never_has_more_than_two_outstanding() -> None:
     for i in range(10):
         submit(core, f"t{i}")
     core.route(1.5)
-    assert len(core.take_effects().publishes) == 4
+    assert len(core.take_effects().dispatches) == 4
     assert sum(len(q) for q in core.pending.values()) == 6
 
 
@@ -127,9 +123,9 @@ def test_load_rebuilds_pending_queues_and_outstanding_slots_from_records() -> No
     status(core, "t0", "started")
     records = [t.to_dict() for t in core.tasks.values()]
 
-    fresh = Core(KEYS)
+    fresh = Core(policy())
     fresh.load(records, {})
-    fresh.nodes_changed(NODES, 2.0)
+    fresh.nodes_changed(ONE_NODE, 2.0)
     assert list(fresh.pending["s"]) == ["t4", "t5"]
     assert sum(len(g.outstanding) for g in fresh.gpus.values()) == 4
     assert fresh.tasks["t0"].state == "RUNNING"
@@ -141,7 +137,7 @@ def test_load_supersedes_attempts_on_gpus_that_are_gone() -> None:
     submit(core, "t1")
     core.route(1.5)
     records = [t.to_dict() for t in core.tasks.values()]
-    fresh = Core(KEYS)
+    fresh = Core(policy())
     fresh.load(records, {})
     fresh.nodes_changed({}, 2.0)
     assert fresh.tasks["t1"].state == "PENDING"
@@ -160,18 +156,18 @@ def test_counts_follow_every_transition() -> None:
 
 
 def test_tasks_submitted_before_any_gpu_is_known_are_routed_once_gpus_join() -> None:
-    core = Core(KEYS, Policy(depth=2, allocate_every=0.0))
+    core = Core(policy(allocate_every=0.0))
     submit(core, "t1")
     core.route(1.0)
     assert core.tasks["t1"].state == "PENDING"
-    core.nodes_changed(NODES, 1.5)
+    core.nodes_changed(ONE_NODE, 1.5)
     core.route(2.0)
     assert core.tasks["t1"].state == "QUEUED"
 
 
 def test_terminal_records_are_deleted_after_the_retention_period_and_live_ones_kept() -> None:
-    core = Core(KEYS, Policy(depth=2, task_retention=100.0))
-    core.nodes_changed(NODES, 0.0)
+    core = Core(policy(task_retention=100.0))
+    core.nodes_changed(ONE_NODE, 0.0)
     submit(core, "done")
     submit(core, "waiting")
     core.route(1.5)
@@ -203,14 +199,14 @@ def test_a_finished_task_is_retired_after_a_minute_and_its_id_still_refused() ->
 
 
 def test_a_new_leader_keeps_finished_tasks_retired_and_deletes_them_on_time() -> None:
-    core = Core(KEYS, Policy(depth=2, task_retention=100.0))
-    core.nodes_changed(NODES, 0.0)
+    core = Core(policy(task_retention=100.0))
+    core.nodes_changed(ONE_NODE, 0.0)
     submit(core, "done")
     core.route(1.5)
     status(core, "done", "started")
     status(core, "done", "succeeded", result_ref="r")
     records = [t.to_dict() for t in core.take_effects().tasks.values()]
-    fresh = Core(KEYS, Policy(depth=2, task_retention=100.0))
+    fresh = Core(policy(task_retention=100.0))
     fresh.load(records, {}, now=10.0)
     assert "done" not in fresh.tasks and "done" in fresh.retired
     assert fresh.summary()["tasks"]["succeeded"] == 1

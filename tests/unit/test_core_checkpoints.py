@@ -3,18 +3,14 @@ asked for periodically."""
 
 from __future__ import annotations
 
-from corral.scheduler.core import Core, Policy
+from corral.scheduler.core import Core
 from corral.scheduler.ingress import Submission
 
-from .test_core_faults import KEYS, TWO_NODES, report
+from .harness import make, report
 
 APP = {"type": "ValueError", "message": "bad input"}
 
 
-def make(**policy) -> Core:
-    core = Core(KEYS, Policy(**policy))
-    core.nodes_changed(TWO_NODES, 0.0)
-    return core
 
 
 def started(core: Core, tid: str = "t", local: int = 0, hosts: int = 3) -> None:
@@ -41,7 +37,7 @@ def test_the_next_attempt_after_a_failure_starts_from_the_latest_checkpoint() ->
     assert fx.stale_checkpoints == ["ref-1"] and fx.tasks["t"].checkpoint_ref == "ref-2"
     report(core, "t", "failed", now=3.0, error=APP)
     core.route(3.1)
-    (pub,) = core.take_effects().publishes
+    (pub,) = core.take_effects().dispatches
     assert pub.message["attempt_id"] == "t.a2" and pub.message["checkpoint"] == "ref-2"
 
 

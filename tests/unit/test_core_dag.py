@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from corral.scheduler.core import Core, Policy
+from corral.scheduler.core import Core
 from corral.scheduler.ingress import Submission
 from corral.scheduler.records import Task
 
-from .test_core_faults import KEYS, TWO_NODES, report
+from .harness import TWO_NODES, make, policy, report
 
 APP = {"type": "ValueError", "message": "bad input"}
 
 
-def make() -> Core:
-    core = Core(KEYS, Policy())
-    core.nodes_changed(TWO_NODES, 0.0)
-    return core
 
 
 def submit(core: Core, tid: str, after: dict[str, str] | None = None, local: int = 0,
@@ -47,7 +43,7 @@ def test_when_its_upstream_succeeds_the_task_is_routed_with_the_upstream_attempt
     core.take_effects()
     core.tick(3.0)
     fx = core.take_effects()
-    (message,) = [p.message for p in fx.publishes if p.message.get("task_id") == "down"]
+    (message,) = [p.message for p in fx.dispatches if p.message.get("task_id") == "down"]
     assert message["inputs"] == {"frames": ["up", "up.a1"]}
     assert core.tasks["down"].state == "QUEUED"
     assert [e["event"] for e in core.tasks["down"].events][:2] == ["submitted", "ready"]
@@ -108,7 +104,7 @@ def test_a_new_leader_rebuilds_waiting_tasks_from_their_records() -> None:
     submit(core, "up")
     submit(core, "down", after={"x": "up"})
     records = [t.to_dict() for t in core.tasks.values()]
-    heir = Core(KEYS, Policy())
+    heir = Core(policy())
     heir.load(records, dict(core.sessions), now=5.0)
     heir.nodes_changed(TWO_NODES, 5.0)
     assert list(heir.pending["s"]) == ["up"]
@@ -123,7 +119,7 @@ def test_a_new_leader_queues_a_waiting_task_whose_upstream_succeeded_before_the_
     succeed(core, "up")
     records = [t.to_dict() for t in core.tasks.values()]
     records[1]["inputs"] = {}  # written before the upstream's outcome
-    heir = Core(KEYS, Policy())
+    heir = Core(policy())
     heir.load(records, dict(core.sessions), now=5.0)
     assert list(heir.pending["s"]) == ["down"]
     assert heir.tasks["down"].inputs == {"x": ["up", "up.a1"]}

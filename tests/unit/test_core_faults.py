@@ -2,58 +2,66 @@
 
 from __future__ import annotations
 
-from corral.base.keys import URGENT, Keys, local_retry_id
-from corral.scheduler.core import Core, Policy
-from corral.scheduler.ingress import AdminRequest, Submission
+from corral.scheduler.core import Core
+from corral.scheduler.ingress import AdminRequest
 from corral.scheduler.node_health import NodePolicy
 
-KEYS = Keys("t")
-TWO_NODES = {
-    "n1": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["a"]},
-    "n2": {"gpus": [{"index": 0}, {"index": 1}], "algorithms": ["a"]},
-}
-DEVICE = {"type": "SimulatedGpuFault", "message": "CUDA error: illegal memory access"}
-APP = {"type": "ValueError", "message": "bad input"}
+from .harness import APP, DEVICE, TWO_NODES, make, policy, report, running, sent, submit, where
 
 
-def make(nodes=TWO_NODES, **policy) -> Core:
-    core = Core(KEYS, Policy(**policy))
-    core.nodes_changed(nodes, 0.0)
-    return core
+def test_a_local_retry_is_a_new_attempt_the_leader_sends_to_the_same_gpu_ahead_of_others() -> None:
+    core = make()
+    gpu = running(core)
+    core.take_effects()
+    report(core, "t", "failed", error=APP)
+    fx = core.take_effects()
+    (retry,) = fx.dispatches
+    assert retry.id == core.tasks["t"].current_attempt == "t.a2"
+    assert retry.gpu == gpu and retry.urgent
 
 
-def submit(core: Core, tid: str, local: int = 2, hosts: int = 3) -> None:
-    core.submit(Submission(tid, "a", {}, "s", retry={"local": local, "hosts": hosts}), 1.0, None)
+def test_a_local_retry_waits_out_its_backoff_in_the_leader_doubling_each_time() -> None:
+    core = make()
+    gpu = running(core, backoff=0.5)
+    core.take_effects()
+    report(core, "t", "failed", now=2.0, error=APP)
+    assert core.tasks["t"].state == "PENDING"
+    core.tick(2.4)
+    assert sent(core.take_effects(), "t") == []
+    core.tick(2.5)
+    assert [m["attempt_id"] for m in sent(core.take_effects(), "t")] == ["t.a2"]
+    assert where(core, "t") == gpu
+    report(core, "t", "started", now=2.6)
+    report(core, "t", "failed", now=3.0, error=APP)
+    core.tick(3.9)
+    assert sent(core.take_effects(), "t") == []
+    core.tick(4.0)
+    assert [m["attempt_id"] for m in sent(core.take_effects(), "t")] == ["t.a3"]
 
 
-def report(core: Core, tid: str, kind: str, now: float = 2.0, **extra) -> None:
-    core.status({"kind": kind, "task_id": tid, "attempt_id": core.tasks[tid].current_attempt,
-                 "time": now, **extra}, now, None)
+def test_a_retry_held_for_its_backoff_is_still_held_by_the_next_leader() -> None:
+    core = make()
+    gpu = running(core, backoff=5.0)
+    report(core, "t", "failed", now=2.0, error=APP)
+    fx = core.take_effects()
+    records = [t.to_dict() for t in fx.tasks.values()]
+    plan = {f"{node}/{index}": info for (node, index), info in fx.plans.items()}
+    heir = Core(policy())
+    heir.load(records, dict(core.sessions), now=3.0, plan=plan)
+    heir.nodes_changed(TWO_NODES, 3.0)
+    heir.tick(3.0)
+    assert sent(heir.take_effects(), "t") == []
+    heir.tick(7.0)
+    assert [m["attempt_id"] for m in sent(heir.take_effects(), "t")] == ["t.a2"]
+    assert where(heir, "t") == gpu
 
 
-def where(core: Core, tid: str) -> tuple[str, int]:
-    a = core.tasks[tid].attempts[-1]
-    return a.node, a.gpu
-
-
-def running(core: Core, tid: str = "t", **retry: int) -> tuple[str, int]:
-    """Submit a task, route it and have its worker start it; returns its GPU."""
-    submit(core, tid, **retry)
-    core.route(1.0)
-    report(core, tid, "started", now=1.2)
-    return where(core, tid)
-
-
-def test_a_worker_side_local_retry_is_recorded_on_the_same_gpu_without_a_publish() -> None:
+def test_a_gpu_message_carries_no_retry_budget_for_the_worker_to_spend() -> None:
     core = make()
     submit(core, "t")
     core.route(1.0)
-    core.take_effects()
-    gpu = where(core, "t")
-    report(core, "t", "failed", error=APP, retry_as="t.a2")
-    assert core.tasks["t"].current_attempt == "t.a2"
-    assert where(core, "t") == gpu
-    assert core.take_effects().publishes == []
+    (message,) = sent(core.take_effects())
+    assert "retry" not in message and "local_try" not in message
 
 
 def test_after_local_retries_the_task_moves_to_another_host_at_high_priority() -> None:
@@ -61,14 +69,15 @@ def test_after_local_retries_the_task_moves_to_another_host_at_high_priority() -
     submit(core, "t", local=1)
     core.route(1.0)
     first = where(core, "t")
-    report(core, "t", "failed", error=APP, retry_as="t.a2")
+    report(core, "t", "failed", error=APP)
+    assert where(core, "t") == first
     report(core, "t", "failed", error=APP)
     assert core.tasks["t"].state == "PENDING"
     core.take_effects()
     core.route(3.0)
-    (pub,) = core.take_effects().publishes
+    (retry,) = core.take_effects().dispatches
     assert where(core, "t")[0] != first[0]
-    assert pub.priority == URGENT
+    assert retry.urgent
 
 
 def test_a_task_failing_everywhere_ends_failed_with_its_history() -> None:
@@ -76,7 +85,7 @@ def test_a_task_failing_everywhere_ends_failed_with_its_history() -> None:
     submit(core, "t", local=1, hosts=2)
     core.route(1.0)
     for _ in range(2):
-        report(core, "t", "failed", error=APP, retry_as=f"t.a{len(core.tasks['t'].attempts) + 1}")
+        report(core, "t", "failed", error=APP)  # then retried here by the leader
         report(core, "t", "failed", error=APP)
         core.route(3.0)
     task = core.tasks["t"]
@@ -158,7 +167,7 @@ def test_a_silent_running_attempt_counts_as_failed_worker_lost() -> None:
 
 
 def test_node_loss_supersedes_without_spending_the_budget_and_rejoin_waits() -> None:
-    core = Core(KEYS, Policy(nodes=NodePolicy(stable_after=10)))
+    core = Core(policy(nodes=NodePolicy(stable_after=10)))
     core.nodes_changed(TWO_NODES, 0.0)
     for i in range(8):
         submit(core, f"t{i}", local=0, hosts=1)
@@ -214,36 +223,26 @@ def test_a_gpu_that_reports_keeps_its_queued_work() -> None:
     assert core.tasks["t"].attempts[0].state == "DISPATCHED"
 
 
-def test_a_refused_worker_retry_does_not_lend_its_fenced_id_to_the_next_dispatch() -> None:
+def test_a_failure_on_a_drained_node_moves_the_task_instead_of_retrying_there() -> None:
     core = make()
     node, _ = running(core)
     core.admin(AdminRequest("node.drain", node), 1.5)  # running work finishes; no retry there
-    report(core, "t", "failed", error=APP, retry_as=local_retry_id("t.a1"))
-    fenced = core.take_effects().fences
-    assert "t.a1.r1" in fenced
+    report(core, "t", "failed", error=APP)
     core.route(3.0)
-    assert core.tasks["t"].current_attempt not in fenced
+    assert where(core, "t")[0] != node
 
 
-def test_a_workers_own_retries_are_named_apart_from_the_leaders_attempts() -> None:
-    assert local_retry_id("t.a1") == "t.a1.r1"
-    assert local_retry_id("t.a1.r1") == "t.a1.r2"
-    assert local_retry_id("job.r7.a3") == "job.r7.a3.r1"  # a task id may itself hold ".r"
-
-
-def test_a_late_failure_fences_the_retry_its_worker_queued_and_its_outcome_is_ignored() -> None:
+def test_a_late_outcome_of_an_attempt_superseded_by_a_node_loss_is_ignored() -> None:
     core = make()
     node, gpu = running(core)
     core.nodes_changed({n: v for n, v in TWO_NODES.items() if n != node}, 1.5)  # node lost
     core.take_effects()
-    # The lost node's worker, still running, failed t.a1 and queued its own retry.
     core.status({"kind": "failed", "task_id": "t", "attempt_id": "t.a1", "node": node, "gpu": gpu,
-                 "time": 1.6, "error": APP, "retry_as": "t.a1.r1"}, 1.6, None)
-    assert "t.a1.r1" in core.take_effects().fences
+                 "time": 1.6, "error": APP}, 1.6, None)
     core.route(2.0)
     moved = core.tasks["t"].current_attempt
-    assert moved not in ("t.a1", "t.a1.r1")
-    core.status({"kind": "succeeded", "task_id": "t", "attempt_id": "t.a1.r1", "node": node,
+    assert moved == "t.a2" and where(core, "t")[0] != node
+    core.status({"kind": "succeeded", "task_id": "t", "attempt_id": "t.a1", "node": node,
                  "gpu": gpu, "time": 2.1, "result_ref": "from-the-lost-node"}, 2.1, None)
     assert core.tasks["t"].state != "SUCCEEDED" and core.tasks["t"].current_attempt == moved
 
@@ -262,13 +261,13 @@ def test_a_deleted_record_takes_its_fences_with_it_so_the_id_can_be_used_again()
     core = make(task_retention=100.0)
     node, _ = running(core)
     core.admin(AdminRequest("node.drain", node), 1.5)
-    report(core, "t", "failed", now=1.6, error=APP, retry_as="t.a1.r1")  # refused: fenced
+    report(core, "t", "failed", now=1.6, error=APP)  # moves: no retry on a drained node
     core.route(2.0)
     report(core, "t", "started", now=2.1)
     report(core, "t", "succeeded", now=2.2, result_ref="r")
     core.take_effects()
     assert core.compact(300.0) == 1
-    assert sorted(core.take_effects().unfences) == ["t.a1", "t.a1.r1", "t.a3"]
+    assert sorted(core.take_effects().unfences) == ["t.a1", "t.a2"]
     submit(core, "t")  # the same id, a new task
     core.route(301.0)
     assert core.tasks["t"].current_attempt == "t.a1"
@@ -280,7 +279,7 @@ def test_an_attempt_whose_message_was_lost_moves_once_a_later_one_starts_on_its_
     submit(old, "x")
     old.route(1.0)
     records = [t.to_dict() for t in old.take_effects().tasks.values()]  # committed; publish lost
-    new = Core(KEYS, Policy())
+    new = Core(policy())
     new.load(records, dict(old.sessions), now=4.0)
     new.nodes_changed(one, 4.0)
     submit(new, "y")
@@ -321,13 +320,13 @@ def test_a_retired_task_still_counts_as_evidence_against_the_gpu_it_failed_on() 
     assert core._verdicts(good).failed_elsewhere("t")
 
 
-def test_a_late_failure_of_a_retired_task_fences_the_retry_it_queued() -> None:
+def test_a_late_failure_of_a_retired_task_changes_nothing() -> None:
     core = make()
     running(core)
     first = core.tasks["t"].current_attempt
     report(core, "t", "succeeded", now=2.0, result_ref="r")
     core.forget("t")  # finished a while ago: only its summary is left
     core.take_effects()
-    core.status({"kind": "failed", "task_id": "t", "attempt_id": first, "time": 3.0, "error": APP,
-                 "retry_as": local_retry_id(first)}, 3.0, None)
-    assert core.take_effects().fences == [local_retry_id(first)]
+    core.status({"kind": "failed", "task_id": "t", "attempt_id": first, "time": 3.0, "error": APP},
+                3.0, None)
+    assert not core.take_effects()

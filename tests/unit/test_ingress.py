@@ -1,8 +1,9 @@
-"""Ingress validation (DESIGN 5.4) as a pure function."""
+"""Ingress validation (docs/contracts.md, Ingress message) as a pure function."""
 
 from __future__ import annotations
 
 from corral.base.keys import SUBMIT_TASK
+from corral.base.retry import DEFAULT
 from corral.scheduler.ingress import Rejection, SessionRequest, Submission, parse, parse_all
 
 KNOWN = frozenset({"corral.echo", "corral.sleep"})
@@ -19,7 +20,7 @@ def run(kwargs: object, **kw: object):
 
 def test_a_valid_message_becomes_a_submission_with_default_retry() -> None:
     got = run({"algorithm": "corral.echo", "args": {"x": 1}, "session": "s1"})
-    assert got == Submission("m-1", "corral.echo", {"x": 1}, "s1", 1, {"local": 2, "hosts": 3})
+    assert got == Submission("m-1", "corral.echo", {"x": 1}, "s1", 1, DEFAULT.to_dict())
 
 
 def test_the_task_id_kwarg_is_the_idempotency_key() -> None:

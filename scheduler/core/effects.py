@@ -1,0 +1,55 @@
+"""What the core asks the world to do, as typed values. The shell (`service.py`) turns them
+into etcd keys and Celery messages, in this order: one fenced etcd transaction for every
+write, then one Redis round trip for fences and dispatches, then the acknowledgements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.scheduler.records import Task
+
+GpuKey = tuple[str, int]
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """A message for one GPU's queue: an attempt, a batch of attempts (M11) or a warm-up."""
+
+    gpu: GpuKey
+    message: dict[str, Any]
+    id: str  # the attempt's id (a batch's or warm-up's own): the Celery task id
+    urgent: bool = False  # ahead of everything already queued there
+    warm: bool = False  # a warm-up of the session's algorithms, not an attempt
+
+
+@dataclass
+class Effects:
+    tasks: dict[str, Task | None] = field(default_factory=dict)  # task records (None deletes)
+    plans: dict[GpuKey, dict[str, Any]] = field(default_factory=dict)  # GPU -> its plan entry
+    gpu_health: dict[GpuKey, dict[str, Any]] = field(default_factory=dict)
+    node_health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
+    unfences: list[str] = field(default_factory=list)  # attempt ids of deleted records: fences go
+    checkpoint_requests: list[str] = field(default_factory=list)  # task ids asked for a checkpoint
+    stale_checkpoints: list[str] = field(default_factory=list)  # replaced ones, deleted once written
+    dispatches: list[Dispatch] = field(default_factory=list)
+    acks: list[Any] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks or self.dispatches or self.acks or self.fences or self.plans
+                    or self.gpu_health or self.node_health or self.sessions or self.unfences
+                    or self.checkpoint_requests or self.stale_checkpoints)
+
+    @property
+    def writes(self) -> int:
+        """How many etcd keys these effects write or delete."""
+        return (len(self.tasks) + len(self.plans) + len(self.gpu_health) + len(self.node_health)
+                + len(self.sessions))
+
+    @property
+    def redis(self) -> bool:
+        """Whether there is anything for Redis besides acknowledgements."""
+        return bool(self.fences or self.dispatches or self.unfences or self.checkpoint_requests
+                    or self.stale_checkpoints)

@@ -1,0 +1,204 @@
+"""Routing: per-session pending queues onto the GPUs ready to take a message, one task or a
+batch of short ones per message (M11); what each GPU holds."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any
+
+from corral.scheduler import placement
+from corral.scheduler.core.effects import Dispatch
+from corral.scheduler.core.state import NO_GPUS, Gpu, GpuKey, Ready, touch
+from corral.scheduler.records import DISPATCHED, PENDING, QUEUED, Attempt, Task
+
+
+class Routing:
+    def _init(self) -> None:
+        self.pending: dict[str, deque[str]] = {}  # session -> task ids in submit order
+        self.constraints: dict[str, placement.Constraint] = {}  # moved tasks: GPUs to avoid
+        self.urgent: set[str] = set()  # re-routed or moved: placed first, sent ahead
+        self.gpus: dict[GpuKey, Gpu] = {}
+        self.busy: dict[GpuKey, int] = {}  # messages in flight, of GPUs that have any
+        self.live: Counter[str] = Counter()  # session -> tasks with a live attempt
+        self.bundle_of: dict[str, str] = {}  # task id -> its multi-task message (M11)
+        self.bundle_left: dict[str, int] = {}  # such a message -> its members still live
+        self.runtime: dict[str, float] = {}  # algorithm -> moving average of its run seconds
+        self.ready = Ready()  # GPUs that can take a message, by session: routing's index
+        self._ready_topology = -1
+        self._usable_cache: tuple[int, frozenset[GpuKey]] = (-1, frozenset())
+
+    def route(self, now: float) -> None:
+        self._allocate(now)
+        pending = {s: q for s, q in self.pending.items() if q}
+        if not pending:
+            return
+        special = sorted(
+            (t for t in self.urgent | self.constraints.keys() if self.tasks[t].state == PENDING),
+            key=lambda t: self.tasks[t].seq)
+        # Only GPUs that can take something: those with room that serve a session with
+        # pending work; for urgent tasks also their session's full GPUs (one slot beyond the
+        # depth); for constrained ones, which may borrow, every GPU with room.
+        usable, busy = self._usable_set(), self.busy
+        if self._ready_topology != self._topology:
+            self._reindex_all()
+        batch = {s: n for s in pending if (n := self._batch_size(pending[s])) > 1} if self.runtime else {}
+        own: dict[str | None, list[GpuKey]] = {}
+        for s, queue in pending.items():  # only as many GPUs as the queue could fill
+            keys = self.ready.take(s, len(queue))
+            if keys:
+                own[s] = keys
+        load = {k: busy.get(k, 0) for keys in own.values() for k in keys}
+        if special:
+            if any(t in self.constraints for t in special):
+                for k, (owner, _) in self.ready.where.items():  # usable, with room
+                    if k not in load:
+                        own.setdefault(owner, []).append(k)
+                        load[k] = busy.get(k, 0)
+            cap = self.policy.depth + 1
+            for s in {self.tasks[t].session for t in special if t in self.urgent}:
+                for k in self.serving.get(s, NO_GPUS):
+                    if k in usable and k not in load and (n := busy.get(k, 0)) < cap:
+                        own.setdefault(s, []).append(k)
+                        load[k] = n
+        if not load:
+            return
+        assigned = placement.assign_grouped(
+            pending, load, own, self.policy.depth, self.constraints,
+            [(t, self.tasks[t].session, t in self.urgent) for t in special], batch, self.suspect)
+        if not assigned:
+            return
+        taken: dict[str, set[str]] = {}
+        for ids, key in assigned:
+            tasks = [self.tasks[t] for t in ids]
+            session = tasks[0].session  # a message holds one session's tasks
+            if session in taken:
+                taken[session].update(ids)
+            else:
+                taken[session] = set(ids)
+            if len(tasks) == 1:
+                self._dispatch(tasks[0], self.gpus[key], now)
+            else:
+                self._dispatch_bundle(tasks, self.gpus[key], now)
+        for session, ids in taken.items():
+            queue = self.pending[session]
+            while queue and queue[0] in ids:  # the usual case: a prefix left
+                ids.discard(queue.popleft())
+            if ids:
+                self.pending[session] = deque(t for t in queue if t not in ids)
+
+    def _batch_size(self, queue: deque[str]) -> int:
+        """Tasks per message for a session's queue: enough of them to fill `batch_seconds`
+        at their algorithm's measured run time (1 until a run time is known)."""
+        ran = self.runtime.get(self.tasks[queue[0]].algorithm)
+        if ran is None or self.policy.batch_max <= 1:
+            return 1
+        return max(1, min(self.policy.batch_max, int(self.policy.batch_seconds / max(ran, 1e-4))))
+
+    def _dispatch(self, task: Task, gpu: Gpu, now: float, ahead: bool | None = None,
+                  bundle: str | None = None) -> dict[str, Any]:
+        """A new attempt on `gpu`; sent as its own message unless part of a bundle."""
+        number = len(task.attempts) + 1
+        urgent = task.id in self.urgent
+        if ahead is None:
+            ahead = bundle is None and urgent
+        attempt = Attempt(f"{task.id}.a{number}", gpu.node, gpu.index, DISPATCHED, now, bundle=bundle,
+                          urgent=ahead)
+        task.attempts.append(attempt)
+        task.current_attempt = attempt.id
+        key = gpu.key
+        if not gpu.outstanding:
+            touch(self.gpu_seen, key, now)  # the silence clock starts with work
+        gpu.outstanding.add(task.id)
+        if bundle is None:
+            self._occupy(gpu)
+        else:
+            self.bundle_of[task.id] = bundle
+        self.live[task.session] += 1
+        self._demand_changed()
+        if urgent:
+            self.urgent.discard(task.id)
+            self.constraints.pop(task.id, None)
+        elif self.constraints:
+            self.constraints.pop(task.id, None)
+        self._set_state(task, QUEUED)
+        self._attempt_event(task, now, "dispatched", attempt)
+        message = {"task_id": task.id, "attempt_id": attempt.id, "number": number,
+                   "algorithm": task.algorithm, "args": task.args, "session": task.session,
+                   "node": gpu.node, "gpu": gpu.index, "checkpoint": task.checkpoint_ref}
+        if task.inputs:
+            message["inputs"] = task.inputs
+        if bundle is None:
+            self.fx.dispatches.append(Dispatch(gpu.key, message, attempt.id, ahead))
+        return message
+
+    def _dispatch_bundle(self, tasks: list[Task], gpu: Gpu, now: float) -> None:
+        """Several tasks in one message (M11); each keeps its own attempt, fence and outcome."""
+        first = tasks[0]
+        bundle = f"{first.id}.a{len(first.attempts) + 1}+{len(tasks)}"
+        messages = [self._dispatch(t, gpu, now, bundle=bundle) for t in tasks]
+        self.bundle_left[bundle] = len(tasks)
+        self._occupy(gpu)
+        self.fx.dispatches.append(
+            Dispatch(gpu.key, {"batch": messages, "node": gpu.node, "gpu": gpu.index}, bundle))
+
+    def _occupy(self, gpu: Gpu) -> None:
+        key = gpu.key
+        self.busy[key] = self.busy.get(key, 0) + 1
+        self._reindex(key)
+
+    def _reindex(self, key: GpuKey) -> None:
+        version, usable = self._usable_cache
+        if version != self._topology:
+            usable = self._usable_set()
+        self.ready.put(key, self.plan.get(key), self.busy.get(key, 0), self.policy.depth,
+                       key in usable and key in self.gpus)
+
+    def _reindex_all(self) -> None:
+        self._ready_topology = self._topology
+        for key in sorted(set(self.gpus) | set(self.plan) | set(self.ready.where)):
+            self._reindex(key)
+
+    def _release(self, task: Task, attempt: Attempt) -> None:
+        """The attempt no longer occupies its GPU (called once per attempt that ends)."""
+        self.live[task.session] -= 1
+        self._demand_changed()
+        gpu = self.gpus.get((attempt.node, attempt.gpu))
+        if gpu is not None:
+            gpu.outstanding.discard(task.id)
+        bundle = self.bundle_of.pop(task.id, None)
+        if bundle is not None:
+            left = self.bundle_left.pop(bundle, 1) - 1
+            if left > 0:
+                self.bundle_left[bundle] = left
+                return  # the message still holds live members
+        if gpu is not None:
+            key = gpu.key
+            n = self.busy.get(key, 1) - 1
+            if n > 0:
+                self.busy[key] = n
+            else:
+                self.busy.pop(key, None)
+            self._reindex(key)
+
+    def _usable_set(self) -> frozenset[GpuKey]:
+        version, keys = self._usable_cache
+        if version != self._topology:
+            keys = frozenset(k for k in self.gpus if self._usable_uncached(k))
+            self._usable_cache = (self._topology, keys)
+        return keys
+
+    def _usable(self, key: GpuKey) -> bool:
+        return key in self._usable_set()
+
+    def _usable_uncached(self, key: GpuKey) -> bool:
+        node = self.node_health.get(key[0])
+        health = self.gpu_health.get(key)
+        return bool(node and node.usable and (health is None or health.usable)) and key[0] in self.nodes
+
+    def _live_tasks(self) -> list[Task]:
+        return [self.tasks[t] for g in self.gpus.values() for t in g.outstanding]
+
+    def _requeue_in_order(self, task: Task) -> None:
+        queue = self.pending.setdefault(task.session, deque())
+        index = next((i for i, t in enumerate(queue) if self.tasks[t].seq > task.seq), len(queue))
+        queue.insert(index, task.id)

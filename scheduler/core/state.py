@@ -1,0 +1,105 @@
+"""What every part of the core shares: the policy, a GPU's entry, the clocks and the index
+of GPUs ready for work. Plain data and small helpers; no I/O."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.base.config import Settings
+from corral.scheduler import node_health as nh
+
+GpuKey = tuple[str, int]
+NO_GPUS: frozenset[GpuKey] = frozenset()
+MAX_EVENTS = 200
+LAZY_WRITE = 1.0  # seconds a RUNNING transition may wait to be written with the next change
+RETIRE_AFTER = 60.0  # seconds a finished task stays whole in memory before it is retired
+OVERTAKEN_AFTER = 1.0  # seconds between two sends to one GPU that no clock skew reorders
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The core's knobs. Build it from the settings (`Policy.from_settings`): the defaults
+    live in `Settings` alone; the fields here only name what the core reads."""
+
+    depth: int
+    quarantine_after: int
+    heartbeat_timeout: float
+    idle_grace: float  # a shrinking session keeps its surplus GPUs this long
+    task_retention: float  # terminal task records are deleted after this long
+    batch_max: int  # most tasks in one GPU-queue message (M11); 1 turns batching off
+    batch_seconds: float  # work one message should carry, by the measured run times
+    checkpoint_every: float  # ask running tasks for a checkpoint this often (0: never)
+    nodes: nh.NodePolicy
+    allocate_every: float = 0.05  # seconds between allocator runs while demand changes
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Policy:
+        s = settings or Settings()
+        values: dict[str, Any] = {
+            "depth": s.queue_depth, "quarantine_after": s.quarantine_after,
+            "heartbeat_timeout": s.heartbeat * s.heartbeat_misses, "idle_grace": s.idle_grace,
+            "task_retention": s.task_retention, "batch_max": s.batch_max,
+            "batch_seconds": s.batch_seconds, "checkpoint_every": s.checkpoint_every,
+            "nodes": nh.NodePolicy(stable_after=s.node_stable),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class Gpu:
+    node: str
+    index: int
+    outstanding: set[str] = field(default_factory=set)  # task ids with a live attempt here
+    key: GpuKey = ("", 0)
+
+    def __post_init__(self) -> None:
+        self.key = (self.node, self.index)
+
+
+class Ready:
+    """GPUs that can take another message, by the session they serve, in the order they
+    became so. Routing takes the first few a queue could fill instead of scanning every GPU
+    with room: at thousands of GPUs that scan was most of a tick. Idle GPUs come first.
+    Unplanned GPUs are kept under None: `where` holds every usable GPU with room."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str | None, dict[GpuKey, None]] = {}
+        self.part: dict[str | None, dict[GpuKey, None]] = {}
+        self.where: dict[GpuKey, tuple[str | None, bool]] = {}
+
+    def put(self, key: GpuKey, session: str | None, load: int, depth: int, usable: bool) -> None:
+        old = self.where.pop(key, None)
+        if old is not None:
+            (self.idle if old[1] else self.part)[old[0]].pop(key, None)
+        if usable and load < depth:
+            (self.idle if load == 0 else self.part).setdefault(session, {})[key] = None
+            self.where[key] = (session, load == 0)
+
+    def take(self, session: str | None, need: int) -> list[GpuKey]:
+        out = list(itertools.islice(self.idle.get(session, ()), need))
+        if len(out) < need:
+            out.extend(itertools.islice(self.part.get(session, ()), need - len(out)))
+        return out
+
+
+def touch(clock: dict[Any, float], key: Any, now: float) -> None:
+    """Set a last-seen time, moving the key to the end: the dict stays oldest first."""
+    clock.pop(key, None)
+    clock[key] = now
+
+
+def stale(clock: dict[Any, float], cutoff: float) -> list[tuple[Any, float]]:
+    """The entries at or before `cutoff`, from the front of an oldest-first dict."""
+    out = []
+    for key, when in clock.items():
+        if when > cutoff:
+            break
+        out.append((key, when))
+    return out
+
+
+def brief(event: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={event.get(k)}" for k in ("kind", "task_id", "attempt_id"))

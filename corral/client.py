@@ -37,11 +37,16 @@ class TaskFailed(Exception):
         super().__init__(f"task {record.get('id')} {record.get('state')}: {why}")
 
 
+class SessionConflict(ValueError):
+    """A session is open with other settings; open it with update=True to change them."""
+
+
 class Client:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.cluster)
-        self.etcd = etcd_connect(settings)
+        self.id = f"client-{uuid.uuid4().hex[:16]}"  # owner of the sessions it opens
+        self.etcd = etcd_connect(settings, probe=True)
         self.celery = Celery("corral-client", broker=settings.broker, set_as_current=False)
         self.celery.conf.update(task_serializer="json", accept_content=["json"])
         self._blobs: BlobStore | None = None
@@ -114,9 +119,12 @@ class Client:
         priority: int = 0,
         algorithms: Iterable[str] = (),
         close: bool = True,
+        update: bool = False,
     ) -> Iterator[Session]:
+        """Open a session (or join it, when it is open with the same settings) for the block;
+        leaving it closes the session only if this client opened it."""
         session = self.open_session(name, fixed_workers, share_ratio, max_workers, priority,
-                                    algorithms)
+                                    algorithms, update=update)
         try:
             yield session
         finally:
@@ -131,16 +139,34 @@ class Client:
         max_workers: int | None = None,
         priority: int = 0,
         algorithms: Iterable[str] = (),
+        update: bool = False,
     ) -> Session:
-        """Open (or update) a session; its fixed workers are planned and warmed at once."""
-        self._session_message(name, "open", fixed_workers=fixed_workers, share_ratio=share_ratio,
-                              max_workers=max_workers, priority=priority,
-                              algorithms=list(algorithms))
+        """Open a session, or join it when it is open with the same settings; its fixed
+        workers are planned and warmed at once. A session open with other settings raises
+        SessionConflict unless `update` asks to change them."""
+        wanted = {"fixed_workers": fixed_workers, "share_ratio": share_ratio, "max_workers": max_workers,
+                  "priority": priority, "algorithms": list(algorithms)}
+        current = get_json(self.etcd, self.keys.session(name))
+        if (not update and isinstance(current, dict) and current.get("state") == "open"
+                and not current.get("auto")):
+            differs = {k: current.get(k) for k, v in wanted.items() if current.get(k) != v}
+            if differs:
+                raise SessionConflict(
+                    f"session {name!r} is open with other settings "
+                    f"({', '.join(f'{k}={v!r}' for k, v in differs.items())}); "
+                    "pass update=True to change them")
+        self._session_message(name, "open", update=update, owner=self.id, **wanted)
         return Session(self, name)
 
-    def close_session(self, name: str) -> None:
-        """Release a session's fixed workers; its remaining tasks still run on shared GPUs."""
-        self._session_message(name, "close")
+    def close_session(self, name: str, force: bool = False) -> None:
+        """Release a session's fixed workers (its remaining tasks still run on shared GPUs):
+        if this client opened it, or with `force`, whoever did."""
+        self._session_message(name, "close", owner=self.id, force=force)
+
+    def session_record(self, name: str) -> dict[str, Any] | None:
+        """A session as the leader keeps it: settings, state, owner, and a note when its
+        fixed workers were capped."""
+        return get_json(self.etcd, self.keys.session(name))
 
     def plan(self) -> dict[tuple[str, int], dict[str, Any]]:
         """The resource plan: (node, gpu) -> {"session", "generation", "warm", ...}."""
@@ -311,4 +337,6 @@ def _upstream(after: Mapping[str, Handle | str] | Iterable[Handle | str]) -> dic
 def connect(
     etcd: str | None = None, broker: str | None = None, cluster: str | None = None
 ) -> Client:
+    """A client of the cluster named by the arguments or the environment. Raises
+    `EtcdUnavailable`, naming the address and the cause, when etcd does not answer."""
     return Client(Settings.from_env(etcd=etcd, broker=broker, cluster=cluster))

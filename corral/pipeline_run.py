@@ -56,7 +56,8 @@ def submit(client: Client, spec: Pipeline, run_id: str, spool: Path | None = Non
     report = RunReport(run_id)
     session = spec.session
     algorithms = sorted({s.algorithm for s in spec.stages} | {plan.SINK_ALGORITHM})
-    client.open_session(session.name, session.fixed_workers, session.share_ratio, algorithms=algorithms)
+    client.open_session(session.name, session.fixed_workers, session.share_ratio, algorithms=algorithms,
+                        update=True)
     start = time.monotonic()
     live = spec.source.kind == "stream"
     pending: list[dict[str, Any]] = []

@@ -10,6 +10,8 @@ hosts need the files on a shared path (`--spool` on shared storage for streams).
 from __future__ import annotations
 
 import glob
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,10 @@ def _video(path: Path, segment: int) -> Iterator[dict[str, Any]]:
                "fps": fps, "frames": count}
 
 
+SPOOL_MARKER = ".corral-spool"  # in every directory a live stream is spooled into
+SEGMENT_RE = re.compile(r"segment-[0-9]{9}\.avi")
+
+
 def _stream(source: Source, spool: Path) -> Iterator[dict[str, Any]]:
     """Read a live stream as it plays; every `segment` frames become a spooled segment file."""
     cv2 = _cv2()
@@ -97,6 +103,7 @@ def _stream(source: Source, spool: Path) -> Iterator[dict[str, Any]]:
     if not capture.isOpened():
         raise SpecError(f"cannot open stream {source.path!r}")
     spool.mkdir(parents=True, exist_ok=True)
+    (spool / SPOOL_MARKER).touch()
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
     seen, frames = 0, []
     try:
@@ -113,6 +120,21 @@ def _stream(source: Source, spool: Path) -> Iterator[dict[str, Any]]:
             yield _spool(cv2, spool, frames, seen - len(frames), fps)
     finally:
         capture.release()
+
+
+def spooled_segment(path: Any) -> Path | None:
+    """The segment file a sink may delete once its rows are written, or None: only a
+    `segment-<n>.avi` that is a plain file (no link) in a directory a stream was spooled
+    into (it holds SPOOL_MARKER). Anything else named in a message is left alone."""
+    if not isinstance(path, str) or not path:
+        return None
+    candidate = Path(path)
+    if not SEGMENT_RE.fullmatch(candidate.name) or candidate.is_symlink() or not candidate.is_file():
+        return None
+    parent = candidate.parent
+    if parent.resolve() != Path(os.path.realpath(candidate)).parent or not (parent / SPOOL_MARKER).is_file():
+        return None
+    return candidate
 
 
 def _spool(cv2: Any, spool: Path, frames: list[Any], first: int, fps: float) -> dict[str, Any]:

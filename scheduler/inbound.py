@@ -129,9 +129,12 @@ class Inbound:
                     return
                 for raw in items:
                     headers, body, error = decode(raw)
-                    self.inbox.put(("ingress", headers, body, error, ("ingress", self)))
+                    self.inbox.put(("ingress", headers, body, error, ("ingress", self), raw))
             except redis.RedisError as exc:
                 log.warning("reading ingress failed: %s", exc)
+                self._stop.wait(0.5)
+            except Exception:  # never let the reader die: the leader would stop taking work
+                log.exception("reading ingress failed")
                 self._stop.wait(0.5)
 
     def _read_status(self) -> None:
@@ -151,9 +154,12 @@ class Inbound:
                         body, error = json.loads(raw), None
                     except (TypeError, ValueError) as exc:
                         body, error = None, f"undecodable status event: {exc}"
-                    self.inbox.put(("status", {}, body, error, ("status", self, entry_id)))
+                    self.inbox.put(("status", {}, body, error, ("status", self, entry_id), raw))
             except redis.RedisError as exc:
                 log.warning("reading status failed: %s", exc)
+                self._stop.wait(0.5)
+            except Exception:
+                log.exception("reading status failed")
                 self._stop.wait(0.5)
 
     # ----------------------------------------------------------------- acks

@@ -1,21 +1,26 @@
 """Validation of ingress messages (docs/contracts.md): pure, never raises on bad input.
 
-A Celery message becomes either a Submission, a SessionRequest or a Rejection with
-a reason a person can act on.
+A Celery message becomes a Submission, a SessionRequest, an AdminRequest or a Rejection
+with a reason a person can act on. This module is the one strict definition of what the
+ingress takes: ids matched whole, finite numbers within bounds, args of bounded size and
+nesting that are standard JSON, retry budgets within `RetryPolicy`'s bounds.
+`read()` is the entry point: it never raises, whatever the bytes.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.base.keys import ADMIN_TASK, SESSION_TASK, SUBMIT_TASK
+from corral.base.limits import Unfit, check_json, real_number, short, whole_number
 from corral.base.retry import DEFAULT, RetryPolicy
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
-SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Matched whole (`fullmatch`): `$` would also match before a trailing newline.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
+SESSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,11 @@ class SessionRequest:
     max_workers: int | None = None
     priority: int = 0
     algorithms: tuple[str, ...] = ()
+    update: bool = False  # an open that may change an open session's settings
+    owner: str | None = None  # the client that opens (and alone may close) it
+    force: bool = False  # a close by an operator, whoever opened it
+    request_id: str | None = None  # the message's id: the record of a refusal
+    auto: bool = False  # opened by a submission to a session nobody opened
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,50 @@ Parsed = Submission | SessionRequest | AdminRequest | Rejection
 ADMIN_ACTIONS = ("gpu.quarantine", "gpu.release", "node.drain", "node.undrain")
 MAX_BATCH = 10_000  # tasks in one `corral.submit` message of the batch form
 MAX_UPSTREAM = 64  # upstream tasks one task may wait for
-INPUT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+INPUT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+ALGORITHM_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
+MAX_FIXED = 100_000  # GPUs a session may ask to hold (the allocator caps it to the cluster)
+MAX_SHARE_RATIO = 1e6
+MAX_PRIORITY = 1000
+MAX_ALGORITHMS = 64
+MAX_REASON = 500
+UNIDENTIFIED = "rejected-"  # id of the record of a rejected message that named no usable id
+
+
+def read(headers: Any, body: Any, error: str | None, raw: bytes | str | None, *,
+         known_algorithms: set[str] | frozenset[str], inline_limit: int) -> list[Parsed]:
+    """Every request one ingress message holds, or the reasons it is refused. Never raises:
+    whatever goes wrong becomes a Rejection, and a rejection whose message names no usable
+    id is recorded under one derived from the message's bytes (the same bytes, the same id)."""
+    headers = headers if isinstance(headers, dict) else {}
+    try:
+        message_id = valid_id(headers.get("id"))
+        if error:
+            out: list[Parsed] = [Rejection(message_id, str(error))]
+        else:
+            out = parse_all(headers, body, known_algorithms=known_algorithms, inline_limit=inline_limit)
+    except Exception as exc:  # a parser bug must not stop the leader: this message is refused
+        out = [Rejection(None, f"message could not be read: {type(exc).__name__}: {short(str(exc), 200)}")]
+    fixed: list[Parsed] = []
+    for index, item in enumerate(out):
+        if isinstance(item, Rejection):
+            task_id = item.task_id or unidentified(raw, index if len(out) > 1 else None)
+            item = Rejection(task_id, readable(item.reason), item.algorithm, item.session)
+        fixed.append(item)
+    return fixed
+
+
+def unidentified(raw: bytes | str | None, index: int | None = None) -> str:
+    """A stable id for the record of a rejected message that named no usable id."""
+    data = raw.encode() if isinstance(raw, str) else (raw or b"")
+    digest = hashlib.sha256(data).hexdigest()[:24]
+    return UNIDENTIFIED + digest + ("" if index is None else f"-{index}")
+
+
+def readable(reason: str) -> str:
+    """A reason as a person reads it: printable, one line, at most MAX_REASON characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(reason))
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 
 def parse_all(
@@ -87,11 +140,11 @@ def parse_all(
     out: list[Parsed] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            out.append(Rejection(f"{message_id}-{index}" if message_id else None,
+            out.append(Rejection(_member_id(message_id, index),
                                  f"'tasks'[{index}] is not an object of submit arguments"))
             continue
-        if not item.get("task_id") and message_id:
-            item = {**item, "task_id": f"{message_id}-{index}"}
+        if not item.get("task_id") and (member := _member_id(message_id, index)):
+            item = {**item, "task_id": member}
         out.append(_submission(item, message_id, known_algorithms, inline_limit))
     return out
 
@@ -114,7 +167,7 @@ def parse(
         return _parse_admin(kwargs, message_id)
     if name != SUBMIT_TASK:
         return Rejection(
-            message_id, f"task name {name!r} is not accepted on the ingress queue; use {SUBMIT_TASK!r}"
+            message_id, f"task name {short(name)} is not accepted on the ingress queue; use {SUBMIT_TASK!r}"
         )
     return _submission(kwargs, message_id, known_algorithms, inline_limit)
 
@@ -122,17 +175,17 @@ def parse(
 def _submission(kwargs: dict[str, Any], message_id: str | None,
                 known_algorithms: set[str] | frozenset[str], inline_limit: int) -> Parsed:
     task_id = kwargs.get("task_id") or message_id
-    if not isinstance(task_id, str) or not ID_RE.match(task_id):
+    if not isinstance(task_id, str) or not ID_RE.fullmatch(task_id):
         return Rejection(
             message_id,
-            f"task_id {task_id!r} is not valid: use up to 200 letters, digits and ._:@+-",
+            f"task_id {short(task_id)} is not valid: use up to 200 letters, digits and ._:@+-",
         )
     algorithm = kwargs.get("algorithm")
     session = kwargs.get("session") or "default"
 
     def reject(reason: str) -> Rejection:
-        algo = algorithm if isinstance(algorithm, str) else None
-        sess = session if isinstance(session, str) else None
+        algo = algorithm if isinstance(algorithm, str) and ALGORITHM_RE.fullmatch(algorithm) else None
+        sess = session if isinstance(session, str) and SESSION_RE.fullmatch(session) else None
         return Rejection(task_id, reason, algo, sess)
 
     if not algorithm:
@@ -141,23 +194,24 @@ def _submission(kwargs: dict[str, Any], message_id: str | None,
         return reject(f"'algorithm' must be a string, got {type(algorithm).__name__}")
     if algorithm not in known_algorithms:
         return reject(
-            f"unknown algorithm {algorithm!r}: no worker registers it "
+            f"unknown algorithm {short(algorithm)}: no worker registers it "
             f"(known: {', '.join(sorted(known_algorithms)) or 'none'})"
         )
-    if not isinstance(session, str) or not SESSION_RE.match(session):
-        return reject(f"session {session!r} is not a valid name (letters, digits, ._-)")
+    if not isinstance(session, str) or not SESSION_RE.fullmatch(session):
+        return reject(f"session {short(session)} is not a valid name (letters, digits, ._-)")
     args = kwargs.get("args")
-    size = len(json.dumps(args, separators=(",", ":")))
-    if size > inline_limit:
-        return reject(
-            f"args are {size} bytes, over the {inline_limit}-byte inline limit "
-            "(CORRAL_INLINE_LIMIT); store large inputs elsewhere and pass a reference"
-        )
+    try:
+        check_json(args, "args", inline_limit)
+    except Unfit as exc:
+        if "bytes, over" in str(exc):
+            return reject(f"{str(exc).replace('-byte limit', '-byte inline limit')} (CORRAL_INLINE_LIMIT); "
+                          "store large inputs elsewhere and pass a reference")
+        return reject(str(exc))
     gpus = kwargs.get("gpus", 1)
     if gpus is None:
         gpus = 1
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
-        return reject(f"'gpus' must be a positive integer, got {gpus!r}")
+    if type(gpus) is not int or gpus < 1:
+        return reject(f"'gpus' must be a positive integer, got {short(gpus)}")
     if gpus != 1:
         return reject(f"'gpus': {gpus} asks for a multi-GPU task; this scheduler places 1 GPU per task")
     try:
@@ -176,18 +230,22 @@ def _after(raw: Any, task_id: str) -> dict[str, str] | None | str:
     if raw is None or raw == [] or raw == {}:
         return None
     if isinstance(raw, list):
-        raw = {str(up): up for up in raw}
+        if len(raw) > MAX_UPSTREAM:
+            return f"'after' names {len(raw)} upstream tasks, over {MAX_UPSTREAM}"
+        if not all(isinstance(up, str) for up in raw):
+            return "'after' must list task ids (strings)"
+        raw = {up: up for up in raw}
     if not isinstance(raw, dict):
-        return f"'after' must be a list of task ids or an object of input name -> task id, got {raw!r}"
+        return f"'after' must be a list of task ids or an object of input name -> task id, got {short(raw)}"
     if len(raw) > MAX_UPSTREAM:
         return f"'after' names {len(raw)} upstream tasks, over {MAX_UPSTREAM}"
     for name, up in raw.items():
-        if not isinstance(up, str) or not ID_RE.match(up):
-            return f"'after' input {name!r}: {up!r} is not a valid task id"
+        if not isinstance(up, str) or not ID_RE.fullmatch(up):
+            return f"'after' input {short(name)}: {short(up)} is not a valid task id"
         if up == task_id:
             return "'after' names the task itself"
-        if not INPUT_RE.match(name) and name != up:
-            return f"'after' input name {name!r} is not valid (letters, digits, _.-)"
+        if not INPUT_RE.fullmatch(name) and name != up:
+            return f"'after' input name {short(name)} is not valid (letters, digits, _.-)"
     return dict(raw)
 
 
@@ -202,43 +260,57 @@ def _unwrap(headers: dict[str, Any], body: Any) -> tuple[str | None, str | None,
     return None, valid_id(headers.get("id")), None
 
 
+def _member_id(message_id: str | None, index: int) -> str | None:
+    """The id of the index-th task of a batch message that gives none of its own."""
+    return valid_id(f"{message_id}-{index}") if message_id else None
+
+
 def valid_id(value: Any) -> str | None:
-    return value if isinstance(value, str) and ID_RE.match(value) else None
+    return value if isinstance(value, str) and ID_RE.fullmatch(value) else None
 
 
 def _parse_session(kwargs: dict[str, Any], message_id: str | None) -> Parsed:
     name = kwargs.get("name")
-    if not isinstance(name, str) or not SESSION_RE.match(name):
-        return Rejection(message_id, f"session name {name!r} is not valid (letters, digits, ._-)")
+    if not isinstance(name, str) or not SESSION_RE.fullmatch(name):
+        return Rejection(message_id, f"session name {short(name)} is not valid (letters, digits, ._-)")
     action = kwargs.get("action", "open")
     if action not in ("open", "close"):
-        return Rejection(message_id, f"session action {action!r} must be 'open' or 'close'")
+        return Rejection(message_id, f"session {name}: action {short(action)} must be 'open' or 'close'")
     try:
-        fixed = int(kwargs.get("fixed_workers", 0))
-        ratio = float(kwargs.get("share_ratio", 1.0))
+        fixed = whole_number(kwargs.get("fixed_workers", 0), "fixed_workers", 0, MAX_FIXED)
+        ratio = real_number(kwargs.get("share_ratio", 1.0), "share_ratio", 0.0, MAX_SHARE_RATIO,
+                            above_low=True)
         max_workers = kwargs.get("max_workers")
-        max_workers = None if max_workers is None else int(max_workers)
-        priority = int(kwargs.get("priority", 0))
-    except (TypeError, ValueError) as exc:
-        return Rejection(message_id, f"session {name!r}: bad number ({exc})")
-    if fixed < 0 or ratio <= 0 or (max_workers is not None and max_workers < fixed):
-        return Rejection(
-            message_id,
-            f"session {name!r}: need fixed_workers >= 0, share_ratio > 0, max_workers >= fixed",
-        )
-    algorithms = tuple(a for a in kwargs.get("algorithms") or () if isinstance(a, str))
-    return SessionRequest(name, action, fixed, ratio, max_workers, priority, algorithms)
+        if max_workers is not None:
+            max_workers = whole_number(max_workers, "max_workers", max(fixed, 1), MAX_FIXED)
+        priority = whole_number(kwargs.get("priority", 0), "priority", -MAX_PRIORITY, MAX_PRIORITY)
+        algorithms = kwargs.get("algorithms") or []
+        if (not isinstance(algorithms, list) or len(algorithms) > MAX_ALGORITHMS
+                or not all(isinstance(a, str) and ALGORITHM_RE.fullmatch(a) for a in algorithms)):
+            raise Unfit(f"algorithms must be a list of at most {MAX_ALGORITHMS} algorithm names")
+        update = kwargs.get("update", False)
+        if type(update) is not bool:
+            raise Unfit(f"update must be true or false, got {short(update)}")
+        owner = kwargs.get("owner")
+        if owner is not None and (not isinstance(owner, str) or not ID_RE.fullmatch(owner)):
+            raise Unfit(f"owner must be a client id, got {short(owner)}")
+    except Unfit as exc:
+        return Rejection(message_id, f"session {name}: {exc}")
+    return SessionRequest(name, action, fixed, ratio, max_workers, priority, tuple(algorithms),
+                          update, owner, kwargs.get("force") is True, message_id)
 
 
 def _parse_admin(kwargs: dict[str, Any], message_id: str | None) -> Parsed:
     action = kwargs.get("action")
     if action not in ADMIN_ACTIONS:
-        return Rejection(message_id, f"admin action {action!r} must be one of {', '.join(ADMIN_ACTIONS)}")
+        return Rejection(message_id,
+                         f"admin action {short(action)} must be one of {', '.join(ADMIN_ACTIONS)}")
     node = kwargs.get("node")
-    if not isinstance(node, str) or not SESSION_RE.match(node):
-        return Rejection(message_id, f"admin {action}: node {node!r} is not a valid node name")
+    if not isinstance(node, str) or not SESSION_RE.fullmatch(node):
+        return Rejection(message_id, f"admin {action}: node {short(node)} is not a valid node name")
     gpu = kwargs.get("gpu")
-    if action.startswith("gpu.") and (not isinstance(gpu, int) or isinstance(gpu, bool) or gpu < 0):
-        return Rejection(message_id, f"admin {action}: gpu must be a GPU index, got {gpu!r}")
+    if action.startswith("gpu.") and (type(gpu) is not int or not 0 <= gpu < 1_000_000):
+        return Rejection(message_id, f"admin {action}: gpu must be a GPU index, got {short(gpu)}")
+    reason = kwargs.get("reason") or "by operator"
     return AdminRequest(action, node, gpu if action.startswith("gpu.") else None,
-                        str(kwargs.get("reason") or "by operator"))
+                        readable(reason if isinstance(reason, str) else short(reason))[:200])

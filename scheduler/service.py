@@ -27,7 +27,7 @@ from corral.scheduler.core import Core, Policy
 from corral.scheduler.election import Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
-from corral.scheduler.ingress import Rejection, parse_all, valid_id
+from corral.scheduler.ingress import Rejection, read, readable, unidentified
 from corral.scheduler.mirror import Mirror
 from corral.scheduler.store import Fenced, Store, etcd_writes
 from corral.scheduler.wire import encode_task
@@ -167,39 +167,56 @@ class Scheduler:
                     self._step_down("tick failed")
 
     def _apply(self, event: tuple[Any, ...]) -> None:
+        """One input, contained: whatever it raises is logged (and, for a message, recorded
+        as its rejection) and the message acknowledged; nothing one message holds can stop
+        this process or make the next leader stop on it."""
         kind = event[0]
         now = time.time()
-        if kind == "nodes":
-            self.core.nodes_changed(event[1], now)
-        elif kind == "leader":
-            self._take_over(event[1])
-        elif kind == "deposed":
-            if event[1] == self.token:
-                self._step_down("lease lost")
-        elif self.inbound is None or not self.inbound.owns(event[4]):
-            return  # read in an earlier term: it was handed back and will come again
-        elif kind == "ingress":
-            _, headers, body, error, token = event
-            for parsed in self._parse(headers, body, error):
-                self.core.submit(parsed, now, None)
+        try:
+            if kind == "nodes":
+                self.core.nodes_changed(event[1], now)
+            elif kind == "leader":
+                self._take_over(event[1])
+            elif kind == "deposed":
+                if event[1] == self.token:
+                    self._step_down("lease lost")
+            elif self.inbound is None or not self.inbound.owns(event[4]):
+                return  # read in an earlier term: it was handed back and will come again
+            elif kind == "ingress":
+                self._ingress(event, now)
+            elif kind == "status":
+                self._status(event, now)
+        except Fenced as exc:
+            self._step_down(str(exc))
+        except Exception:
+            log.exception("handling a %s input failed; it is dropped", kind)
+            if kind == "leader":
+                self._step_down("takeover failed")
+
+    def _ingress(self, event: tuple[Any, ...], now: float) -> None:
+        _, headers, body, error, token, raw = event
+        try:
+            for parsed in read(headers, body, error, raw,
+                               known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
+                               inline_limit=self.settings.inline_limit):
+                try:
+                    self.core.submit(parsed, now, None)
+                except Exception as exc:
+                    log.exception("ingress request %s could not be applied", getattr(parsed, "task_id", None))
+                    self.core.submit(Rejection(unidentified(raw), readable(
+                        f"internal error while handling it: {type(exc).__name__}: {exc}")), now, None)
+        finally:
             self.core.fx.acks.append(token)  # one message, acknowledged once all it holds is durable
-        elif kind == "status":
-            _, _headers, body, error, token = event
+
+    def _status(self, event: tuple[Any, ...], now: float) -> None:
+        _, _headers, body, error, token, _raw = event
+        try:
             if error or not isinstance(body, dict):
                 log.warning("undecodable status event dropped: %s", error)
-                self.core.fx.acks.append(token)
             else:
-                self.core.status(body, now, token)
-
-    def _parse(self, headers: dict[str, Any], body: Any, error: str | None) -> list[Any]:
-        if error:
-            return [Rejection(valid_id(headers.get("id")), error)]
-        return parse_all(
-            headers,
-            body,
-            known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
-            inline_limit=self.settings.inline_limit,
-        )
+                self.core.status(body, now, None)
+        finally:
+            self.core.fx.acks.append(token)
 
     def _tick(self) -> None:
         now = time.time()
@@ -230,6 +247,9 @@ class Scheduler:
                 for i in range(0, len(fx.unfences), 1000):
                     pipe.delete(*(fence.key(self.settings.cluster, a) for a in fx.unfences[i:i + 1000]))
                 for d in fx.dispatches:
+                    if not d.warm:  # only what the leader issued runs, as it issued it
+                        for m in d.message.get("batch") or (d.message,):
+                            fence.issue(pipe, self.settings.cluster, m["attempt_id"], m)
                     key, payload = encode_task(gpu_queue(*d.gpu), WARM_TASK if d.warm else RUN_TASK, d.id,
                                                d.message, URGENT if d.urgent else NORMAL, self.origin)
                     pipe.lpush(key, payload)

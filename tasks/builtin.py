@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -15,9 +16,12 @@ def echo(args: Any, ctx: Context) -> Any:
     return args
 
 
+MAX_SLEEP = 3600.0  # a diagnostic does not hold a GPU for longer
+
+
 @algorithm("corral.sleep")
 def sleep(args: dict[str, Any], ctx: Context) -> dict[str, float]:
-    seconds = float((args or {}).get("seconds", 1.0))
+    seconds = min(float((args or {}).get("seconds", 1.0)), MAX_SLEEP)
     time.sleep(seconds)
     return {"slept": seconds}
 
@@ -34,6 +38,16 @@ def fail(args: dict[str, Any], ctx: Context) -> Any:
     first = args.get("first")
     if (nodes is None or ctx.node in nodes) and (first is None or ctx.number <= int(first)):
         raise AlgorithmFailed(str(args.get("message", "corral.fail was asked to fail")))
+    return {"node": ctx.node, "gpu": ctx.gpu, "number": ctx.number}
+
+
+@algorithm("corral.crash")
+def crash(args: Any, ctx: Context) -> Any:
+    """Kill the worker process running it (SIGKILL): what a segfaulting extension, the
+    kernel's OOM killer or a poison input does. Optional: only for the `first` N attempts."""
+    first = (args or {}).get("first") if isinstance(args, dict) else None
+    if first is None or ctx.number <= int(first):
+        os.kill(os.getpid(), signal.SIGKILL)
     return {"node": ctx.node, "gpu": ctx.gpu, "number": ctx.number}
 
 

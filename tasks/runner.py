@@ -1,6 +1,6 @@
 """The one Celery task every GPU worker runs: execute an attempt of a corral task.
 
-Before running, the attempt is claimed against its fence in Redis (corral/fence.py): an
+Before running, the attempt is claimed against its fence in Redis (corral/base/fence.py): an
 attempt that the scheduler has since superseded (node loss, failover, quarantine) does
 not run. Workers never talk to etcd.
 A worker reports what happened and decides nothing else: after a failure the leader alone
@@ -9,6 +9,7 @@ chooses between a local retry (a new attempt it sends to this GPU), a move and g
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ class _Process:
     """Per-process clients, created lazily after the prefork pool has forked."""
 
     redis: Any = None
+    claim: Any = None  # the fence's claim script
     blobs: BlobStore | None = None
     beat: _Heartbeat | None = None
     pid: int = 0
@@ -53,6 +55,7 @@ class _Process:
     def ensure(cls, settings: Settings) -> _Heartbeat:
         if cls.pid != os.getpid():
             cls.redis = redis.Redis.from_url(settings.broker)
+            cls.claim = fence.claimer(cls.redis)
             cls.blobs = BlobStore(settings, cls.redis)
             cls.beat = _Heartbeat(settings.heartbeat)
             cls.beat.start()
@@ -163,15 +166,21 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         # One round trip: the claim, and `started` (ignored by the scheduler if the claim
         # finds the attempt superseded; followed by `failed` if it finds it lost).
         with _Process.redis.pipeline(transaction=False) as pipe:
-            fence.claim_in(pipe, settings.cluster, attempt_id)
+            mine = fence.claim_in(pipe, _Process.claim, settings.cluster, attempt_id, msg)
             publish(pipe, event("started", pid=os.getpid()))
-            seen = fence.verdict(pipe.execute()[0])
+            seen = fence.verdict(pipe.execute()[0], mine)
     except redis.RedisError as exc:
         log.warning("cannot claim attempt %s of %s (%s); requeueing", attempt_id, task_id, exc)
         time.sleep(0.5)
         raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
     if seen == "superseded":
         log.info("attempt %s of task %s is superseded; not running it", attempt_id, task_id)
+        return
+    if seen == "forged":
+        log.warning("attempt %s of task %s was not issued by a leader (or was changed on the way); "
+                    "refused", attempt_id, task_id)
+        with contextlib.suppress(redis.RedisError):
+            _Process.redis.incr(fence.refused_key(settings.cluster))
         return
     if seen == "lost":
         publish(_Process.redis, event("failed", error={
@@ -210,12 +219,6 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         pipe.execute()
 
 
-def run_batch(app: Celery, batch: list[dict[str, Any]]) -> None:
-    """Several attempts in one message (M11), in order, each with its own fence and outcome."""
-    for msg in batch:
-        execute(app, msg)
-
-
 def warm_up(app: Celery, msg: dict[str, Any]) -> None:
     """Run the session's algorithms' setup() in this worker process before its first task."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
@@ -244,10 +247,14 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
 def register(app: Celery) -> None:
     @app.task(name=RUN_TASK, acks_late=True, ignore_result=True)
     def run(**msg: Any) -> None:
-        if "batch" in msg:
-            run_batch(app, msg["batch"])
-        else:
-            execute(app, msg)
+        # A batch (M11) holds several attempts: run in order, each with its own fence and outcome.
+        batch = msg["batch"] if isinstance(msg.get("batch"), list) else [msg]
+        for one in batch:
+            if not (isinstance(one, dict) and isinstance(one.get("task_id"), str)
+                    and isinstance(one.get("attempt_id"), str)):
+                log.warning("a run message without a task and attempt id was refused")
+                continue  # not a message a leader writes; its fence check would fail anyway
+            execute(app, one)
 
     @app.task(name=WARM_TASK, acks_late=True, ignore_result=True)
     def warm(**msg: Any) -> None:

@@ -20,8 +20,16 @@ class EtcdUnavailable(RuntimeError):
     """etcd could not be reached; the message says where we tried."""
 
 
-def connect(settings: Settings, timeout: float = 5.0) -> MultiEndpointEtcd3Client:
+def connect(settings: Settings, timeout: float = 5.0, probe: bool = False,
+            probe_timeout: float = 3.0) -> MultiEndpointEtcd3Client:
+    """A client of every endpoint in the settings. `probe`: ask etcd once, within
+    `probe_timeout` seconds, so that a user learns at once (and in one line) that etcd is
+    not there, rather than at the first read."""
     secure = bool(settings.etcd_ca)
+    if (settings.etcd_user or settings.etcd_password) and not secure:
+        raise EtcdUnavailable(
+            "etcd user and password need TLS: set CORRAL_ETCD_CA (and CORRAL_ETCD_CERT, "
+            "CORRAL_ETCD_KEY for client certificates); gRPC sends credentials only over TLS")
     creds = None
     if secure:
         creds = MultiEndpointEtcd3Client.get_secure_creds(
@@ -32,15 +40,30 @@ def connect(settings: Settings, timeout: float = 5.0) -> MultiEndpointEtcd3Clien
         for host, port in settings.etcd_endpoints
     ]
     try:
-        return MultiEndpointEtcd3Client(
+        client = MultiEndpointEtcd3Client(
             endpoints=endpoints,
-            timeout=timeout,
+            timeout=probe_timeout if probe else timeout,
             user=settings.etcd_user or None,
             password=settings.etcd_password or None,
             failover=True,
         )
+        if probe:
+            client.get_response("/corral/")  # one cheap read: is anyone there?
+            client.timeout = timeout
+        return client
     except Exception as exc:  # grpc raises its own types for auth/connect failures
-        raise EtcdUnavailable(f"cannot reach etcd at {settings.etcd}: {exc}") from exc
+        raise EtcdUnavailable(f"cannot reach etcd at {settings.etcd}: {_cause(exc)}") from exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The cause of a failed etcd call in a few words (gRPC's own text runs to lines)."""
+    text = str(exc).strip() or type(exc).__name__
+    for line in text.splitlines():
+        if "details" in line or "Failed" in line:
+            text = line.strip()
+            break
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}" if text != type(exc).__name__ else text
 
 
 def get_json(client: MultiEndpointEtcd3Client, key: str) -> Any:

@@ -1,37 +1,79 @@
 """Attempt fences in Redis, so that a worker never needs etcd.
 
-The leader marks an attempt `superseded` (after recording that in etcd) when it re-routes
-its task. A worker claims its attempt before running it with one atomic SET NX GET: an
-unmarked attempt becomes `started` and runs; a superseded one is skipped; one already
-`started` means an earlier run of this very attempt died with its process (the message
-came back through Celery's reject-on-worker-lost), which is reported as a failed attempt.
-The fence only saves GPU time: a late outcome is ignored by the leader in any case.
+Only work the leader issued runs, exactly as it issued it. The leader marks every attempt
+`issued:<digest of its message>` in the same Redis round trip that publishes it, after
+recording it in etcd; it marks an attempt `superseded`
+(after recording that) when it re-routes the task. A worker claims its attempt before
+running it, atomically: an attempt issued with this very message becomes `started` and
+runs; a superseded one
+is skipped; one already `started` means an earlier run of this very attempt died with its
+process (the message came back through Celery's reject-on-worker-lost), which is reported
+as a failed attempt; one with no fence, or issued with another message, was not issued by
+a leader (someone else put it on a GPU queue, or changed it on the way) and is refused.
+A late outcome is ignored by the leader in any case: the fence saves GPU time and keeps
+forged work off the GPUs.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+from typing import Any, Literal
 
 import redis
 
 TTL = 2 * 24 * 3600  # longer than the broker's visibility timeout
-SUPERSEDED, STARTED = b"superseded", b"started"
+ISSUED, SUPERSEDED, STARTED = b"issued:", b"superseded", b"started"
+Verdict = Literal["run", "superseded", "lost", "forged"]
+
+# KEYS[1]: the fence. ARGV: TTL, the message's digest. Returns the value found before.
+_CLAIM = """
+local before = redis.call('GET', KEYS[1])
+if before == 'issued:' .. ARGV[2] then redis.call('SET', KEYS[1], 'started', 'EX', ARGV[1]) end
+return before
+"""
 
 
 def key(cluster: str, attempt_id: str) -> str:
     return f"corral:{cluster}:attempt:{attempt_id}"
 
 
+def refused_key(cluster: str) -> str:
+    """A counter of attempts that workers refused to run because no leader issued them."""
+    return f"corral:{cluster}:refused"
+
+
+def digest(message: dict[str, Any]) -> str:
+    """What the fence remembers of an attempt's message: changed on the way, it won't run."""
+    data = json.dumps(message, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def issue(pipe: redis.client.Pipeline, cluster: str, attempt_id: str, message: dict[str, Any]) -> None:
+    pipe.set(key(cluster, attempt_id), ISSUED + digest(message).encode(), ex=TTL, nx=True)
+
+
 def supersede(pipe: redis.client.Pipeline, cluster: str, attempt_id: str) -> None:
     pipe.set(key(cluster, attempt_id), SUPERSEDED, ex=TTL)
 
 
-def claim_in(pipe: redis.client.Pipeline, cluster: str, attempt_id: str) -> None:
-    """Queue a claim in a pipeline; read its reply with verdict()."""
-    pipe.set(key(cluster, attempt_id), STARTED, nx=True, get=True, ex=TTL)
+def claimer(client: redis.Redis) -> Any:
+    """The claim script, registered once per client (redis-py reloads it after a restart)."""
+    return client.register_script(_CLAIM)
 
 
-def verdict(before: bytes | None) -> Literal["run", "superseded", "lost"]:
-    if before is None:
+def claim_in(pipe: redis.client.Pipeline, script: Any, cluster: str, attempt_id: str,
+             message: dict[str, Any]) -> str:
+    """Queue a claim of this attempt with the message it came in; read the reply with
+    verdict(reply, the digest returned here)."""
+    mine = digest(message)
+    script(keys=[key(cluster, attempt_id)], args=[TTL, mine], client=pipe)
+    return mine
+
+
+def verdict(before: bytes | None, mine: str) -> Verdict:
+    if before == ISSUED + mine.encode():
         return "run"
+    if before is None or before.startswith(ISSUED):
+        return "forged"
     return "superseded" if before == SUPERSEDED else "lost"

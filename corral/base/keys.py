@@ -73,6 +73,7 @@ WARM_TASK = "corral.warm"
 # The algorithms every GPU worker ships (corral/tasks: builtin, media, sink). The scheduler
 # accepts these before any node has registered; others once a registered node offers them.
 BUILTIN_ALGORITHMS = frozenset({
-    "corral.echo", "corral.sleep", "corral.fail", "corral.probe", "corral.count", "corral.model",
+    "corral.echo", "corral.sleep", "corral.fail", "corral.crash", "corral.probe", "corral.count",
+    "corral.model",
     "vision.bright", "vision.faces", "text.words", "corral.sink",
 })

@@ -14,6 +14,9 @@ from corral.scheduler import placement, retry
 from corral.scheduler.core.state import GpuKey
 from corral.scheduler.records import FAILED, PENDING, SUPERSEDED, Attempt, Task
 
+WORKER_LOST = "WorkerLost"  # the error of an attempt whose worker process died or went silent
+POISON_AFTER = 3  # worker deaths that make a task poison
+
 
 class Failures:
     def _init(self) -> None:
@@ -31,9 +34,13 @@ class Failures:
         self._event(task, at, "failed", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu,
                     error=f"{error.get('type')}: {error.get('message')}")
         key = (attempt.node, attempt.gpu)
-        self._gpu_failed(task, key, is_device_error(error), now)
+        died = error.get("type") == WORKER_LOST
+        if not died:  # a worker that died is no evidence against its GPU (NVML faults are)
+            self._gpu_failed(task, key, is_device_error(error), now)
         decision = retry.decide(task, attempt)
         self._release(task, attempt)
+        if died and self._poisoned(task, at):
+            return
         if isinstance(decision, retry.LocalRetry) and may_stay and self._usable(key):
             if decision.wait > 0:
                 self._retry_later(task, key, now + decision.wait, at)
@@ -95,14 +102,31 @@ class Failures:
             self.constraints[task.id] = placement.Constraint(
                 frozenset((a.node, a.gpu) for a in failed), frozenset(a.node for a in failed))
 
-    def _supersede(self, task: Task, attempt: Attempt, now: float, why: str) -> None:
+    def _supersede(self, task: Task, attempt: Attempt, now: float, why: str, died: bool = False) -> None:
+        """Take the attempt back (its GPU went away, or its worker died holding it: `died`)
+        and put the task at the front of its queue, unless its worker deaths make it poison."""
         self._release(task, attempt)
         self.fx.fences.append(attempt.id)
         attempt.state, attempt.ended = SUPERSEDED, now
+        if died:
+            attempt.error = {"type": WORKER_LOST, "message": why}
         task.current_attempt = None
         self.seen.pop(task.id, None)
+        if died and self._poisoned(task, now):
+            return
         self._set_state(task, PENDING)
         self.urgent.add(task.id)
         self._constrain(task)
         self._event(task, now, "superseded", attempt=attempt.id, reason=why)
         self._requeue_in_order(task)
+
+    def _poisoned(self, task: Task, at: float) -> bool:
+        """A task whose attempts keep ending their worker process (killed, crashed, silent) is
+        poison: FAILED after POISON_AFTER deaths, whatever its retry budget, lest it take
+        GPU after GPU down with it."""
+        deaths = sum(1 for a in task.attempts if a.error is not None and a.error.get("type") == WORKER_LOST)
+        if deaths < POISON_AFTER:
+            return False
+        self._fail(task, f"poison task: {deaths} of its attempts ended with their worker process "
+                         "(killed, crashed or silent); it is not retried again", at)
+        return True

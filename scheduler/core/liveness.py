@@ -45,11 +45,12 @@ class Liveness:
             log.warning("no word from the worker of GPU %s:%d for %.1f s; moving its queued work",
                         key[0], key[1], now - last)
             touch(self.gpu_seen, key, now)
-            for task_id in sorted(gpu.outstanding, key=lambda t: self.tasks[t].seq):
-                attempt = self.tasks[task_id].live_attempt
-                if attempt is not None:
-                    self._supersede(self.tasks[task_id], attempt, now,
-                                    f"no word from the worker of GPU {key[0]}:{key[1]}")
+            held = [(t, a) for t in gpu.outstanding if (a := self.tasks[t].live_attempt) is not None]
+            # The worker took the first of them, urgent ones ahead: that one may have killed it.
+            first = min(held, key=lambda p: (not p[1].urgent, p[1].dispatched), default=(None, None))[0]
+            for task_id, attempt in sorted(held, key=lambda p: self.tasks[p[0]].seq):
+                self._supersede(self.tasks[task_id], attempt, now,
+                                f"no word from the worker of GPU {key[0]}:{key[1]}", died=task_id == first)
 
     def _overtaken(self, attempt: Attempt, now: float) -> None:
         """A GPU queue is first in, first out within a priority, and a normal message comes

@@ -45,6 +45,8 @@ from corral.scheduler.records import DISPATCHED, PENDING, RUNNING, SUCCEEDED, TA
 
 log = logging.getLogger("corral.scheduler")
 
+CLOCK_SKEW = 86400.0  # a worker's time further from the leader's than this is not believed
+
 
 class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Takeover):
     def __init__(self, policy: Policy | None = None, writer: str = "") -> None:
@@ -91,7 +93,7 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
                     queue = self.pending[task.session] = deque()
                 queue.append(task.id)
             if task.session not in self.sessions:
-                self._session(SessionRequest(task.session, "open"), now)
+                self._session(SessionRequest(task.session, "open", auto=True), now)
         if ack is not None:
             self.fx.acks.append(ack)
 
@@ -124,7 +126,9 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         if task is None or attempt is None:
             log.info("status for an unknown task or attempt ignored: %s", brief(event))
             return
-        at = float(event.get("time") or now)
+        at = event.get("time")
+        if type(at) is not float or not -CLOCK_SKEW < at - now < CLOCK_SKEW:  # NaN fails too
+            at = float(at) if type(at) is int and -CLOCK_SKEW < at - now < CLOCK_SKEW else now
         if task.current_attempt != attempt.id or attempt.state not in (DISPATCHED, RUNNING):
             log.info("late %s of %s attempt %s ignored", event.get("kind"), task.id, attempt.id)
             return

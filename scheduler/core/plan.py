@@ -4,12 +4,13 @@ keeps its inputs and hands GPUs over), and warm-up of a session's algorithms on 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from corral.scheduler import allocator
 from corral.scheduler.core.effects import Dispatch
 from corral.scheduler.core.state import GpuKey
-from corral.scheduler.ingress import SessionRequest
+from corral.scheduler.ingress import Rejection, SessionRequest
 from corral.scheduler.records import DISPATCHED
 
 log = logging.getLogger("corral.scheduler")
@@ -28,6 +29,7 @@ class Planning:
         self._next_allocation = 0.0
         self._plan_dirty = True
         self._planned_topology = -1  # the topology the plan last dropped unusable GPUs for
+        self._specs_room = -1  # the usable GPUs the specs' fixed workers were capped for
 
     def _demand_changed(self) -> None:
         """The allocator's inputs changed (demand, sessions, usable GPUs): run it again."""
@@ -40,16 +42,11 @@ class Planning:
             return
         self._next_allocation = now + self.policy.allocate_every
         self._plan_dirty = False
-        if self._specs is None:  # in allocation order: the allocator's sorts then cost little
-            self._specs = sorted((
-                allocator.SessionSpec(
-                    name, int(rec.get("fixed_workers", 0)) if rec.get("state") == "open" else 0,
-                    float(rec.get("share_ratio", 1.0)), rec.get("max_workers"),
-                    int(rec.get("priority", 0)), float(rec.get("opened", 0.0)))
-                for name, rec in self.sessions.items()), key=lambda s: s.order)
+        usable = self._usable_set()
+        if self._specs is None or self._specs_room != len(usable):
+            self._specs = self._session_specs(len(usable))
         specs = self._specs
         demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
-        usable = self._usable_set()
         if self._planned_topology != self._topology:  # out of service: no session
             self._planned_topology = self._topology
             gone = sorted(k for k, owner in self.plan.items() if owner is not None and k not in usable)
@@ -102,14 +99,78 @@ class Planning:
         self.plan_info[key] = info
         self.fx.plans[key] = info
 
+    def _session_specs(self, gpus: int) -> list[allocator.SessionSpec]:
+        """The allocator's view of the sessions, in allocation order (its sorts then cost
+        little), fixed workers capped so that all of them together leave one GPU shared."""
+        self._specs_room = gpus
+        room = fixed_room(gpus)
+        specs = []
+        for name, rec in sorted(self.sessions.items(), key=lambda kv: (-_number(kv[1], "priority", 0),
+                                                                       _number(kv[1], "opened", 0.0))):
+            fixed = int(_number(rec, "fixed_workers", 0)) if rec.get("state") == "open" else 0
+            fixed = min(fixed, room)
+            room -= fixed
+            max_workers = rec.get("max_workers")
+            specs.append(allocator.SessionSpec(
+                name, fixed, max(_number(rec, "share_ratio", 1.0), 1e-6),
+                int(max_workers) if type(max_workers) is int else None,
+                int(_number(rec, "priority", 0)), _number(rec, "opened", 0.0)))
+        return sorted(specs, key=lambda s: s.order)
+
     def _session(self, req: SessionRequest, now: float) -> None:
-        record = {
-            "name": req.name, "fixed_workers": req.fixed_workers, "share_ratio": req.share_ratio,
-            "max_workers": req.max_workers, "priority": req.priority,
-            "algorithms": list(req.algorithms), "state": "open" if req.action == "open" else "closed",
-            "opened": self.sessions.get(req.name, {}).get("opened", now),
-        }
-        self.sessions[req.name] = record
+        """Open, join, update or close a session. Opening an open session with other
+        settings is refused unless the request asks to update; a session is closed by the
+        client that opened it, or by an operator's forced close."""
+        current = self.sessions.get(req.name)
+        is_open = current is not None and current.get("state") == "open"
+        if req.action == "close":
+            if not is_open:
+                return
+            owner = current.get("owner")
+            if owner and owner != req.owner and not req.force:
+                log.info("session %s stays open: %s opened it, %s only leaves it", req.name, owner, req.owner)
+                return
+            self._write_session({**current, "state": "closed", "closed": now})
+            return
+        wanted = {"fixed_workers": req.fixed_workers, "share_ratio": req.share_ratio,
+                  "max_workers": req.max_workers, "priority": req.priority,
+                  "algorithms": list(req.algorithms)}
+        if is_open and not req.update and not current.get("auto"):
+            differs = sorted(k for k, v in wanted.items() if current.get(k) != v)
+            if differs:
+                self._reject(Rejection(req.request_id, f"session {req.name} is open with other settings "
+                                       f"({', '.join(f'{k}={current.get(k)!r}' for k in differs)}); "
+                                       "open it with update=True to change them"), now)
+            return  # the same settings: this client joins it
+        record = {"name": req.name, **wanted, "state": "open",
+                  "opened": current.get("opened", now) if is_open else now,
+                  "owner": (current.get("owner") if is_open and not current.get("auto") else req.owner)}
+        if req.auto:
+            record["auto"] = True
+        gpus = len(self._usable_set())
+        if req.fixed_workers > fixed_room(gpus):
+            record["note"] = (f"fixed_workers {req.fixed_workers} is more than the {gpus} GPU(s) of the "
+                              f"cluster can hold for fixed workers ({fixed_room(gpus)}: one GPU stays "
+                              "shared); it gets at most that")
+        self._write_session(record)
+
+    def _write_session(self, record: dict[str, Any]) -> None:
+        self.sessions[record["name"]] = record
         self._specs = None
-        self.fx.sessions[req.name] = record
+        self.fx.sessions[record["name"]] = record
         self._demand_changed()
+
+
+def fixed_room(gpus: int) -> int:
+    """How many GPUs fixed workers of all sessions together may hold: all but one, so that
+    no set of idle sessions can starve the others."""
+    return gpus - 1 if gpus > 1 else gpus
+
+
+def _number(record: dict[str, Any], key: str, default: float) -> float:
+    """A finite number from a session record (one written by an older version may hold
+    anything), else the default."""
+    value = record.get(key, default)
+    if type(value) in (int, float) and math.isfinite(value) and abs(value) < 1e12:
+        return value
+    return default

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -30,7 +31,10 @@ def test_pip_install_puts_only_corral_into_a_new_virtual_environment(tmp_path: P
     env = tmp_path / "env"
     venv.create(env, with_pip=True)
     before = {p.name for p in site_packages(env).iterdir()}
-    subprocess.run([env / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
+    source = tmp_path / "source"  # a copy: the build leaves its own files behind
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", ".corral*", "__pycache__", ".*_cache", ".hypothesis"))
+    subprocess.run([env / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", str(source)],
                    check=True, capture_output=True, cwd=tmp_path)
     added = {p.name for p in site_packages(env).iterdir()} - before
     assert {n for n in added if not n.endswith(".dist-info")} == {"corral"}

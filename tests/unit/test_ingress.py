@@ -74,7 +74,7 @@ def test_other_task_names_are_rejected() -> None:
 
 def test_session_messages_open_sessions() -> None:
     got = run({"name": "video", "fixed_workers": 2, "share_ratio": 3}, name="corral.session")
-    assert got == SessionRequest("video", "open", 2, 3.0, None, 0, ())
+    assert got == SessionRequest("video", "open", 2, 3.0, None, 0, (), request_id="m-1")
 
 
 def test_session_with_non_positive_ratio_is_rejected() -> None:

@@ -37,6 +37,16 @@ class TaskFailed(Exception):
         super().__init__(f"task {record.get('id')} {record.get('state')}: {why}")
 
 
+class ResultLost(LookupError):
+    """A task SUCCEEDED but its result is no longer in the result store: it expired
+    (CORRAL_RESULT_TTL), or the broker lost it (a Redis restart without persistence)."""
+
+    def __init__(self, record: dict[str, Any], detail: str) -> None:
+        self.record = record
+        super().__init__(f"task {record.get('id')} SUCCEEDED but its result is lost: {detail}; "
+                         "it expired, or Redis lost it (run Redis with persistence: docs/operations.md)")
+
+
 class SessionConflict(ValueError):
     """A session is open with other settings; open it with update=True to change them."""
 
@@ -48,7 +58,11 @@ class Client:
         self.id = f"client-{uuid.uuid4().hex[:16]}"  # owner of the sessions it opens
         self.etcd = etcd_connect(settings, probe=True)
         self.celery = Celery("corral-client", broker=settings.broker, set_as_current=False)
-        self.celery.conf.update(task_serializer="json", accept_content=["json"])
+        self.celery.conf.update(
+            task_serializer="json", accept_content=["json"],
+            # A broker restart or failover of a few seconds delays a submission, not fails it.
+            task_publish_retry_policy={"max_retries": 40, "interval_start": 0, "interval_step": 0.25,
+                                       "interval_max": 0.5})
         self._blobs: BlobStore | None = None
 
     # ------------------------------------------------------------ submit
@@ -209,7 +223,10 @@ class Client:
     def result(self, record: dict[str, Any]) -> Any:
         if record.get("state") != "SUCCEEDED":
             raise TaskFailed(record)
-        return self._blob_store().get(record["result_ref"])
+        try:
+            return self._blob_store().get(record["result_ref"])
+        except KeyError as exc:
+            raise ResultLost(record, str(exc)) from None
 
     def request_checkpoint(self, task_id: str) -> None:
         """Ask a running task for a checkpoint now (M2): a checkpointable algorithm saves one

@@ -222,8 +222,11 @@ class LocalCluster:
     def _start_redis(self) -> str:
         binary = require_binary("redis-server", "redis-server")
         port = free_port()
+        # Persistence where it matters: an append-only file synced every second keeps the
+        # queues, results and fences through a restart (at most about a second is lost).
         args = [binary, "--port", str(port), "--bind", *self._listen(), "--save", "",
-                "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes"]
+                "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.dir),
+                "--protected-mode", "yes"]
         if self.redis_password:
             args += ["--requirepass", self.redis_password]
         self._spawn("redis", "redis", args)

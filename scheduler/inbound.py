@@ -99,11 +99,7 @@ class Inbound:
         moved = 0
         for key in self.r.scan_iter(match=PROCESSING + "*", count=100):
             moved += int(self._restore(keys=[key, INGRESS_QUEUE]))
-        try:
-            self.r.xgroup_create(STATUS_QUEUE, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self._ensure_group()
         claimed = 0
         start = "0-0"
         while True:
@@ -113,6 +109,15 @@ class Inbound:
                 break
         if moved or claimed:
             log.info("reclaimed %d ingress message(s) and %d status event(s)", moved, claimed)
+
+    def _ensure_group(self) -> None:
+        """The status stream and the leader's consumer group: made at takeover, and again
+        whenever Redis comes back without them (a restart without persistence)."""
+        try:
+            self.r.xgroup_create(STATUS_QUEUE, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     # -------------------------------------------------------------- readers
 
@@ -132,7 +137,7 @@ class Inbound:
                     self.inbox.put(("ingress", headers, body, error, ("ingress", self), raw))
             except redis.RedisError as exc:
                 log.warning("reading ingress failed: %s", exc)
-                self._stop.wait(0.5)
+                self._stop.wait(0.2)
             except Exception:  # never let the reader die: the leader would stop taking work
                 log.exception("reading ingress failed")
                 self._stop.wait(0.5)
@@ -149,15 +154,28 @@ class Inbound:
                 if cursor != ">":
                     cursor = entries[-1][0] if entries else ">"
                 for entry_id, fields in entries:
+                    fields = fields or {}  # an entry deleted after its delivery has none
                     raw = fields.get(b"e") or fields.get("e")
                     try:
                         body, error = json.loads(raw), None
                     except (TypeError, ValueError) as exc:
                         body, error = None, f"undecodable status event: {exc}"
                     self.inbox.put(("status", {}, body, error, ("status", self, entry_id), raw))
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    log.warning("reading status failed: %s", exc)
+                    self._stop.wait(0.5)
+                    continue
+                log.warning("the status stream's consumer group is gone (Redis restarted); making it again")
+                try:
+                    self._ensure_group()
+                    cursor = "0"  # entries claimed before are gone with the group: read anew
+                except redis.RedisError as again:
+                    log.warning("making the consumer group failed: %s", again)
+                    self._stop.wait(0.5)
             except redis.RedisError as exc:
                 log.warning("reading status failed: %s", exc)
-                self._stop.wait(0.5)
+                self._stop.wait(0.2)
             except Exception:
                 log.exception("reading status failed")
                 self._stop.wait(0.5)

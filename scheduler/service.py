@@ -23,7 +23,7 @@ from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
 from corral.base.keys import BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
 from corral.scheduler import heap, history
-from corral.scheduler.core import Core, Policy
+from corral.scheduler.core import Core, Effects, Policy
 from corral.scheduler.election import Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
@@ -59,6 +59,8 @@ class Scheduler:
         self.stopping = threading.Event()
         self.http = StatusServer(self, http_port)
         self._last_summary = 0.0
+        self._owed: Effects | None = None  # Redis work of committed ticks, while Redis is away
+        self._redis_down = False
         self._summary_last: dict[str, Any] = {}
         self.mirror = Mirror(self.etcd, self.keys.root)
 
@@ -229,15 +231,34 @@ class Scheduler:
             if summary != self._summary_last:
                 self._summary_last = summary
                 extra[self.keys.summary] = summary
-        if not fx and not extra:
+        if not fx and not extra and self._owed is None:
             return
         assert self.token is not None
         if fx.writes or extra:
             self.store.write(self.token, etcd_writes(fx, self.keys, extra))
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
+        fx = fx.after(self._owed)
+        self._owed = None
+        try:
+            self._send(fx)
+        except redis.RedisError as exc:
+            # What etcd holds stays; Redis gets it once it is back, in order, without a
+            # change of leader (a restarted Redis loses nothing it has not yet been sent).
+            self._owed = fx.unsent()
+            if not self._redis_down:
+                log.warning("Redis unreachable (%s): dispatches and acknowledgements wait for it", exc)
+            self._redis_down = True
+            return
+        if self._redis_down:
+            log.warning("Redis is back: what waited for it was sent")
+            self._redis_down = False
+
+    def _send(self, fx: Effects) -> None:
+        """The Redis side of a tick, in one round trip, then the acks; each part is emptied
+        once sent, so that what an error leaves is exactly what is still owed."""
         if fx.redis:
-            with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
+            with self.redis.pipeline(transaction=False) as pipe:
                 for attempt_id in fx.fences:
                     fence.supersede(pipe, self.settings.cluster, attempt_id)
                 for task_id in fx.checkpoint_requests:
@@ -254,8 +275,11 @@ class Scheduler:
                                                d.message, URGENT if d.urgent else NORMAL, self.origin)
                     pipe.lpush(key, payload)
                 pipe.execute()
+            fx.fences, fx.checkpoint_requests, fx.stale_checkpoints = [], [], []
+            fx.unfences, fx.dispatches = [], []
         assert self.inbound is not None
         self.inbound.ack(fx.acks)
+        fx.acks = []
 
     # ------------------------------------------------------- leadership
 
@@ -302,6 +326,7 @@ class Scheduler:
         log.warning("%s stops leading: %s", self.sid, why)
         self.token = None
         self.core.take_effects()  # never publish or ack what was not made durable
+        self._owed = None
         if self.inbound is not None:
             self.inbound.stop()  # what was read and not acknowledged goes back to the queue
             self.inbound = None

@@ -38,6 +38,9 @@ SIMULATED_CUDA_ERROR = (
 )
 
 
+OUTCOME_PATIENCE = 60.0  # seconds a finished attempt keeps trying to report its outcome
+
+
 class SimulatedGpuFault(RuntimeError):
     """Raised on a simulated GPU listed in --faulty-gpus."""
 
@@ -176,6 +179,10 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
     if seen == "superseded":
         log.info("attempt %s of task %s is superseded; not running it", attempt_id, task_id)
         return
+    if seen == "duplicate":
+        log.info("attempt %s of task %s came twice (a repeated publish); running it once", attempt_id,
+                 task_id)
+        return
     if seen == "forged":
         log.warning("attempt %s of task %s was not issued by a leader (or was changed on the way); "
                     "refused", attempt_id, task_id)
@@ -210,13 +217,35 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         beat.stop_beating()
         error = error_info(exc)
         log.warning("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
-        publish(_Process.redis, event("failed", error=error))
+        _outcome(lambda pipe: publish(pipe, event("failed", error=error)))
         return
     beat.stop_beating()
-    with _Process.redis.pipeline(transaction=False) as pipe:  # result and outcome: one round trip
-        ref = _Process.blobs.put_result(task_id, attempt_id, encoded, pipe)
+    assert _Process.blobs is not None
+    blobs = _Process.blobs
+
+    def succeeded(pipe: Any) -> None:  # result and outcome: one round trip
+        ref = blobs.put_result(task_id, attempt_id, encoded, pipe)
         publish(pipe, event("succeeded", result_ref=ref))
-        pipe.execute()
+
+    _outcome(succeeded)
+
+
+def _outcome(write: Any, patience: float = OUTCOME_PATIENCE) -> None:
+    """Send an attempt's outcome, through a broker restart or failover: the work is done, and
+    losing its report would run it again. Gives up after `patience` seconds; the leader's
+    liveness check then takes the attempt as lost."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with _Process.redis.pipeline(transaction=False) as pipe:
+                write(pipe)
+                pipe.execute()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("cannot report an outcome yet (%s); trying again", exc)
+            time.sleep(0.2)
 
 
 def warm_up(app: Celery, msg: dict[str, Any]) -> None:

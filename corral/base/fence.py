@@ -6,9 +6,11 @@ recording it in etcd; it marks an attempt `superseded`
 (after recording that) when it re-routes the task. A worker claims its attempt before
 running it, atomically: an attempt issued with this very message becomes `started` and
 runs; a superseded one
-is skipped; one already `started` means an earlier run of this very attempt died with its
-process (the message came back through Celery's reject-on-worker-lost), which is reported
-as a failed attempt; one with no fence, or issued with another message, was not issued by
+is skipped; one already `started` by a process that is gone means an earlier run of this
+very attempt died with its process (the message came back through Celery's
+reject-on-worker-lost), which is reported as a failed attempt, while one started by a
+process still alive is a second delivery of the same message (a publish repeated after a
+broker failure) and is skipped; one with no fence, or issued with another message, was not issued by
 a leader (someone else put it on a GPU queue, or changed it on the way) and is refused.
 A late outcome is ignored by the leader in any case: the fence saves GPU time and keeps
 forged work off the GPUs.
@@ -18,18 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from typing import Any, Literal
 
 import redis
 
 TTL = 2 * 24 * 3600  # longer than the broker's visibility timeout
 ISSUED, SUPERSEDED, STARTED = b"issued:", b"superseded", b"started"
-Verdict = Literal["run", "superseded", "lost", "forged"]
+Verdict = Literal["run", "superseded", "lost", "forged", "duplicate"]
 
-# KEYS[1]: the fence. ARGV: TTL, the message's digest. Returns the value found before.
+# KEYS[1]: the fence. ARGV: TTL, the message's digest, who starts it. Returns the value
+# found before.
 _CLAIM = """
 local before = redis.call('GET', KEYS[1])
-if before == 'issued:' .. ARGV[2] then redis.call('SET', KEYS[1], 'started', 'EX', ARGV[1]) end
+if before == 'issued:' .. ARGV[2] then redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[1]) end
 return before
 """
 
@@ -67,7 +72,7 @@ def claim_in(pipe: redis.client.Pipeline, script: Any, cluster: str, attempt_id:
     """Queue a claim of this attempt with the message it came in; read the reply with
     verdict(reply, the digest returned here)."""
     mine = digest(message)
-    script(keys=[key(cluster, attempt_id)], args=[TTL, mine], client=pipe)
+    script(keys=[key(cluster, attempt_id)], args=[TTL, mine, STARTED + b":" + _me()], client=pipe)
     return mine
 
 
@@ -76,4 +81,23 @@ def verdict(before: bytes | None, mine: str) -> Verdict:
         return "run"
     if before is None or before.startswith(ISSUED):
         return "forged"
-    return "superseded" if before == SUPERSEDED else "lost"
+    if before == SUPERSEDED:
+        return "superseded"
+    host, _, pid = before[len(STARTED) + 1:].rpartition(b":")
+    if host == socket.gethostname().encode() and pid.isdigit() and _alive(int(pid)):
+        return "duplicate"
+    return "lost"
+
+
+def _me() -> bytes:
+    return f"{socket.gethostname()}:{os.getpid()}".encode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -53,3 +53,23 @@ class Effects:
         """Whether there is anything for Redis besides acknowledgements."""
         return bool(self.fences or self.dispatches or self.unfences or self.checkpoint_requests
                     or self.stale_checkpoints)
+
+    def unsent(self) -> Effects:
+        """What these effects still owe Redis (fences, dispatches, acks ...), to be sent
+        before the next tick's: what etcd already holds is never written twice."""
+        return Effects(fences=self.fences, unfences=self.unfences,
+                       checkpoint_requests=self.checkpoint_requests,
+                       stale_checkpoints=self.stale_checkpoints, dispatches=self.dispatches,
+                       acks=self.acks)
+
+    def after(self, earlier: Effects | None) -> Effects:
+        """These effects with the Redis work `earlier` still owes put in front of theirs."""
+        if earlier is None:
+            return self
+        self.fences[:0] = earlier.fences
+        self.unfences[:0] = earlier.unfences
+        self.checkpoint_requests[:0] = earlier.checkpoint_requests
+        self.stale_checkpoints[:0] = earlier.stale_checkpoints
+        self.dispatches[:0] = earlier.dispatches
+        self.acks[:0] = earlier.acks
+        return self

@@ -35,13 +35,15 @@ class Plan:
     worker_kills: int = 10
     node_kills: int = 1
     etcd_kills: int = 1
+    redis_restarts: int = 1
     seed: int = 1
     gap: float = 1.0  # seconds between faults
 
     def faults(self) -> list[str]:
         names = (["leader_kill"] * self.leader_kills + ["leader_pause"] * self.leader_pauses
                  + ["partition"] * self.partitions + ["worker_kill"] * self.worker_kills
-                 + ["node_kill"] * self.node_kills + ["etcd_kill"] * self.etcd_kills)
+                 + ["node_kill"] * self.node_kills + ["etcd_kill"] * self.etcd_kills
+                 + ["redis_restart"] * self.redis_restarts)
         random.Random(self.seed).shuffle(names)
         return names
 
@@ -217,6 +219,14 @@ class Chaos:
         time.sleep(3.0)
         self.cluster.restart(member.name)
         return f"SIGKILL {member.name}; restarted after 3 s"
+
+    def redis_restart(self, client: Client) -> str:
+        """The broker dies (SIGKILL) and comes back on the same port with the same command
+        line, as a supervisor restarts it; its append-only file keeps what it had."""
+        self.cluster.kill("redis", signal.SIGKILL)
+        time.sleep(1.5)
+        self.cluster.restart("redis")
+        return "SIGKILL redis; restarted after 1.5 s"
 
 
 def _children(pid: int) -> list[int]:

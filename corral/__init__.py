@@ -15,10 +15,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from corral.client import Client, Handle, ResultLost, Retry, Session, SessionConflict, TaskFailed, connect
+    from corral.client import (
+        Backpressure,
+        Client,
+        Handle,
+        ResultLost,
+        Retry,
+        Session,
+        SessionConflict,
+        TaskFailed,
+        connect,
+    )
 
-__all__ = ["Client", "Handle", "ResultLost", "Retry", "Session", "SessionConflict", "TaskFailed",
-           "connect"]
+__all__ = ["Backpressure", "Client", "Handle", "ResultLost", "Retry", "Session", "SessionConflict",
+           "TaskFailed", "connect"]
 __version__ = "0.1.0"
 
 

@@ -24,6 +24,7 @@ from corral.base.retry import RetryPolicy as Retry
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 MAP_BATCH = 200  # tasks per ingress message from map()
 MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
+ADMISSION_EVERY = 0.5  # seconds a client trusts its last reading of the cluster's admission
 
 
 class TaskFailed(Exception):
@@ -47,6 +48,11 @@ class ResultLost(LookupError):
                          "it expired, or Redis lost it (run Redis with persistence: docs/operations.md)")
 
 
+class Backpressure(RuntimeError):
+    """The cluster refuses new work for now (too many unfinished tasks, or etcd near its
+    quota); the message says which. Work already submitted keeps running: submit later."""
+
+
 class SessionConflict(ValueError):
     """A session is open with other settings; open it with update=True to change them."""
 
@@ -64,8 +70,24 @@ class Client:
             task_publish_retry_policy={"max_retries": 40, "interval_start": 0, "interval_step": 0.25,
                                        "interval_max": 0.5})
         self._blobs: BlobStore | None = None
+        self._admission: tuple[float, dict[str, Any]] = (0.0, {})
 
     # ------------------------------------------------------------ submit
+
+    def admission(self) -> dict[str, Any]:
+        """Whether the cluster takes new work: the leader's word, read at most every half
+        second: {"open", "reason", "live", "max_live", "etcd_bytes", "etcd_high_water"}."""
+        read_at, state = self._admission
+        if time.monotonic() - read_at > ADMISSION_EVERY:
+            summary = get_json(self.etcd, self.keys.summary) or {}
+            state = summary.get("admission") or {"open": True}
+            self._admission = (time.monotonic(), state)
+        return state
+
+    def _check_admission(self) -> None:
+        state = self.admission()
+        if state.get("open") is False:
+            raise Backpressure(f"the cluster refuses new work for now: {state.get('reason')}")
 
     def submit(
         self,
@@ -80,6 +102,7 @@ class Client:
     ) -> Handle:
         """`after`: upstream tasks (handles or ids) this one waits for; their results reach
         the algorithm as `ctx.inputs`, by input name (a mapping) or by task id (a list)."""
+        self._check_admission()
         task_id = task_id or uuid.uuid4().hex
         kwargs = _submit_kwargs(algorithm, args, session, task_id, gpus, (retry or Retry()).to_dict())
         if after is not None:
@@ -102,6 +125,7 @@ class Client:
     def send(self, items: Iterable[dict[str, Any]]) -> list[Handle]:
         """Submit prepared ingress kwargs (docs/contracts.md, each with its task_id), many to a
         message, in order: an upstream task sent before its dependents is known to them."""
+        self._check_admission()
         handles: list[Handle] = []
         batch: list[dict[str, Any]] = []
         size = 0

@@ -205,6 +205,7 @@ class LocalCluster:
                 "--initial-cluster", initial, "--initial-cluster-token", token,
                 "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "warn",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
+                "--quota-backend-bytes", str(self.base.etcd_quota),  # the quota admission knows
             ])
         endpoints = ",".join(f"127.0.0.1:{c}" for _, c, _ in members)
         self._wait(lambda: self._etcd_ok(endpoints), 30, "etcd did not answer")

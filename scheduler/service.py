@@ -36,6 +36,7 @@ log = logging.getLogger("corral.scheduler")
 
 SUMMARY_EVERY = 0.5
 NODE_POLL = 0.25
+STORAGE_POLL = 2.0  # seconds between readings of etcd's database size
 
 
 class Scheduler:
@@ -114,14 +115,19 @@ class Scheduler:
             self.stopping.wait(0.1 if self.token is None else 0.25)
 
     def _poll_nodes(self) -> None:
-        """Level-triggered node snapshots; every replica keeps one warm."""
+        """Level-triggered node snapshots; every replica keeps one warm. While leading, also
+        etcd's database size, for admission (backpressure before the quota)."""
         last = None
+        next_size = 0.0
         while not self.stopping.is_set():
             try:
                 nodes = prefix_json(self.etcd, self.keys.node())
                 if nodes != last:
                     self.inbox.put(("nodes", nodes))
                     last = nodes
+                if self.token is not None and time.monotonic() >= next_size:
+                    next_size = time.monotonic() + STORAGE_POLL
+                    self.inbox.put(("storage", int(self.etcd.status().db_size)))
             except Exception as exc:
                 log.warning("reading nodes failed: %s", exc)
             self.stopping.wait(NODE_POLL)
@@ -179,6 +185,8 @@ class Scheduler:
                 self.core.nodes_changed(event[1], now)
             elif kind == "leader":
                 self._take_over(event[1])
+            elif kind == "storage":
+                self.core.storage(event[1])
             elif kind == "deposed":
                 if event[1] == self.token:
                     self._step_down("lease lost")

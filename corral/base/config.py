@@ -46,6 +46,9 @@ class Settings:
     batch_seconds: float = 0.05  # work one batched message should carry
     etcd_history: float = 300.0  # seconds of etcd revision history the leader keeps
     checkpoint_every: float = 600.0  # the leader asks running tasks for a checkpoint (0: never)
+    max_live_tasks: int = 100_000  # unfinished tasks in etcd past which new work is refused
+    etcd_quota: int = 2 * 1024**3  # etcd's space quota in bytes (--quota-backend-bytes)
+    etcd_high_water: float = 0.5  # share of the quota past which new work is refused
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

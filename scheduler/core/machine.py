@@ -18,6 +18,7 @@ owns (its `_init_*` method declares it):
 | `health.py` | node registrations, GPU and node health, operator actions (M4, M5) |
 | `dag.py` | tasks that wait for upstream tasks (M9) |
 | `checkpoints.py` | the latest checkpoint of a task, periodic requests (M2) |
+| `admission.py` | backpressure: new work refused, with a reason, past the live-task or etcd mark |
 | `takeover.py` | rebuilding all of it from etcd alone (M3, M6) |
 """
 
@@ -29,6 +30,7 @@ from collections import Counter, deque
 from typing import Any
 
 from corral.scheduler import gpu_health as gh
+from corral.scheduler.core.admission import Admission
 from corral.scheduler.core.checkpoints import Checkpoints
 from corral.scheduler.core.dag import Dag
 from corral.scheduler.core.effects import Effects
@@ -48,7 +50,8 @@ log = logging.getLogger("corral.scheduler")
 CLOCK_SKEW = 86400.0  # a worker's time further from the leader's than this is not believed
 
 
-class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Takeover):
+class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Admission,
+           Takeover):
     def __init__(self, policy: Policy | None = None, writer: str = "") -> None:
         self.writer = writer  # recorded in every event: which replica decided it
         self.policy = policy or Policy.from_settings()
@@ -57,7 +60,7 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         self.fx = Effects()
         self._next_liveness_check = 0.0
         self._next_compaction = 0.0
-        for part in (Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints):
+        for part in (Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Admission):
             part._init(self)
 
     # ------------------------------------------------------------------ inputs
@@ -73,6 +76,9 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
                 self._reject(parsed, now)
         elif self._known(parsed.task_id):
             log.info("task %s already exists; duplicate submission ignored", parsed.task_id)
+        elif not self._admit():
+            self._reject(Rejection(parsed.task_id, f"refused, submit again later: {self.refusal}",
+                                   parsed.algorithm, parsed.session), now)
         elif parsed.after and (unknown := [u for u in parsed.after.values() if not self._known(u)]):
             self._reject(Rejection(parsed.task_id, f"'after' names unknown task(s) {', '.join(unknown)}: "
                                    "submit upstream tasks first", parsed.algorithm, parsed.session), now)
@@ -194,6 +200,7 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         allocated = Counter(s for s in self.plan.values() if s is not None)
         return {
             "leader": self.writer,
+            "admission": self.admission(),
             "tasks": {s.lower(): self.counts.get(s, 0) for s in TASK_STATES},
             "sessions": [
                 {"name": name, "fixed_workers": s.get("fixed_workers", 0),

@@ -32,6 +32,8 @@ class Policy:
     batch_seconds: float  # work one message should carry, by the measured run times
     checkpoint_every: float  # ask running tasks for a checkpoint this often (0: never)
     nodes: nh.NodePolicy
+    max_live: int  # unfinished tasks past which new submissions are refused
+    etcd_high_water: int  # bytes of etcd's database past which new submissions are refused
     allocate_every: float = 0.05  # seconds between allocator runs while demand changes
 
     @classmethod
@@ -43,6 +45,7 @@ class Policy:
             "task_retention": s.task_retention, "batch_max": s.batch_max,
             "batch_seconds": s.batch_seconds, "checkpoint_every": s.checkpoint_every,
             "nodes": nh.NodePolicy(stable_after=s.node_stable),
+            "max_live": s.max_live_tasks, "etcd_high_water": int(s.etcd_quota * s.etcd_high_water),
         }
         values.update(overrides)
         return cls(**values)

@@ -198,3 +198,4 @@ def test_a_rejection_of_a_message_with_no_usable_id_is_recorded_under_one_made_f
     assert first.task_id == again.task_id and first.task_id.startswith("rejected-")
     assert "undecodable" in first.reason
     json.dumps(first.reason)
+

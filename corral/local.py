@@ -24,6 +24,7 @@ from typing import Any
 from corral.base.config import Settings
 from corral.base.etcd import connect, get_json, prefix_json
 from corral.base.keys import Keys
+from corral.base.process import alive
 from corral.netns import TestNet
 
 
@@ -51,21 +52,6 @@ def require_binary(name: str, package: str) -> str:
     if not path:
         raise ClusterError(f"{name} not found: install Debian's {package} (apt-get install {package})")
     return path
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0); treat it as gone
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def kill_group(pid: int, sig: int = signal.SIGTERM) -> None:

@@ -49,7 +49,7 @@ class _Process:
     """Per-process clients, created lazily after the prefork pool has forked."""
 
     redis: Any = None
-    claim: Any = None  # the fence's claim script
+    claim: str | None = None  # the SHA of the fence's claim script
     blobs: BlobStore | None = None
     beat: _Heartbeat | None = None
     pid: int = 0
@@ -58,7 +58,7 @@ class _Process:
     def ensure(cls, settings: Settings) -> _Heartbeat:
         if cls.pid != os.getpid():
             cls.redis = redis.Redis.from_url(settings.broker)
-            cls.claim = fence.claimer(cls.redis)
+            cls.claim = None  # loaded at the first claim
             cls.blobs = BlobStore(settings, cls.redis)
             cls.beat = _Heartbeat(settings.heartbeat)
             cls.beat.start()
@@ -154,6 +154,23 @@ class _Saved:
         return self._asked
 
 
+def _claim(cluster: str, attempt_id: str, msg: dict[str, Any], started: dict[str, Any]) -> fence.Verdict:
+    """Claim the attempt and report `started`, in one round trip (the leader ignores
+    `started` when the claim finds the attempt superseded, and hears `failed` next when it
+    finds it lost); the claim script is loaded again if Redis lost it."""
+    for _ in range(2):
+        try:
+            if _Process.claim is None:
+                _Process.claim = fence.claimer(_Process.redis)
+            with _Process.redis.pipeline(transaction=False) as pipe:
+                mine = fence.claim_in(pipe, _Process.claim, cluster, attempt_id, msg)
+                publish(pipe, started)
+                return fence.verdict(pipe.execute()[0], mine)
+        except redis.exceptions.NoScriptError:
+            _Process.claim = None
+    raise redis.RedisError("the claim script could not be loaded")
+
+
 def execute(app: Celery, msg: dict[str, Any]) -> None:
     """Run one attempt and report its outcome."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
@@ -168,10 +185,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
     try:
         # One round trip: the claim, and `started` (ignored by the scheduler if the claim
         # finds the attempt superseded; followed by `failed` if it finds it lost).
-        with _Process.redis.pipeline(transaction=False) as pipe:
-            mine = fence.claim_in(pipe, _Process.claim, settings.cluster, attempt_id, msg)
-            publish(pipe, event("started", pid=os.getpid()))
-            seen = fence.verdict(pipe.execute()[0], mine)
+        seen = _claim(settings.cluster, attempt_id, msg, event("started", pid=os.getpid()))
     except redis.RedisError as exc:
         log.warning("cannot claim attempt %s of %s (%s); requeueing", attempt_id, task_id, exc)
         time.sleep(0.5)

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import redis
 
+from corral.base.process import alive
+
 TTL = 2 * 24 * 3600  # longer than the broker's visibility timeout
 ISSUED, SUPERSEDED, STARTED = b"issued:", b"superseded", b"started"
 Verdict = Literal["run", "superseded", "lost", "forged", "duplicate"]
@@ -62,17 +64,19 @@ def supersede(pipe: redis.client.Pipeline, cluster: str, attempt_id: str) -> Non
     pipe.set(key(cluster, attempt_id), SUPERSEDED, ex=TTL)
 
 
-def claimer(client: redis.Redis) -> Any:
-    """The claim script, registered once per client (redis-py reloads it after a restart)."""
-    return client.register_script(_CLAIM)
+def claimer(client: redis.Redis) -> str:
+    """Load the claim script; its SHA. Load it again after a NoScriptError (a Redis that
+    restarted without it): a claim is called by SHA in the worker's pipeline, which spares
+    the round trip redis-py's own script objects spend checking for it on every call."""
+    return str(client.script_load(_CLAIM))
 
 
-def claim_in(pipe: redis.client.Pipeline, script: Any, cluster: str, attempt_id: str,
+def claim_in(pipe: redis.client.Pipeline, sha: str, cluster: str, attempt_id: str,
              message: dict[str, Any]) -> str:
     """Queue a claim of this attempt with the message it came in; read the reply with
     verdict(reply, the digest returned here)."""
     mine = digest(message)
-    script(keys=[key(cluster, attempt_id)], args=[TTL, mine, STARTED + b":" + _me()], client=pipe)
+    pipe.evalsha(sha, 1, key(cluster, attempt_id), TTL, mine, STARTED + b":" + _me())
     return mine
 
 
@@ -84,20 +88,10 @@ def verdict(before: bytes | None, mine: str) -> Verdict:
     if before == SUPERSEDED:
         return "superseded"
     host, _, pid = before[len(STARTED) + 1:].rpartition(b":")
-    if host == socket.gethostname().encode() and pid.isdigit() and _alive(int(pid)):
+    if host == socket.gethostname().encode() and pid.isdigit() and alive(int(pid)):
         return "duplicate"
     return "lost"
 
 
 def _me() -> bytes:
     return f"{socket.gethostname()}:{os.getpid()}".encode()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -24,6 +24,7 @@ from corral.base.retry import RetryPolicy as Retry
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 MAP_BATCH = 200  # tasks per ingress message from map()
 MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
+FEW = 32  # up to this many tasks, wait() watches their own keys rather than the task prefix
 ADMISSION_EVERY = 0.5  # seconds a client trusts its last reading of the cluster's admission
 
 
@@ -267,7 +268,9 @@ class Client:
              progress: Any = None) -> dict[str, dict[str, Any]]:
         """Wait until every handle is terminal; returns id -> record.
 
-        One paged read, then an etcd watch from that revision: no polling of the records.
+        A few tasks are read and watched by their own keys, so waiting for one costs the
+        same however many other tasks the cluster holds; many (a map) by one paged read of
+        the task prefix, then one watch of it from that revision. No polling either way.
         """
         waiting = {h.id for h in handles}
         done: dict[str, dict[str, Any]] = {}
@@ -275,20 +278,31 @@ class Client:
         prefix = self.keys.task()
         updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-        def take(task_id: str, raw: bytes) -> None:
-            if task_id in waiting:
+        def take(task_id: str, raw: bytes | None) -> None:
+            if task_id in waiting and raw:
                 record = json.loads(raw)
                 if record.get("state") in TERMINAL:
                     done[task_id] = record
                     waiting.discard(task_id)
 
         while waiting:
-            records, revision = snapshot(self.etcd, prefix)
-            for task_id, raw in records.items():
-                take(task_id, raw)
+            few = len(waiting) <= FEW
+            if few:  # the revision first: a change after it reaches the watch, twice at worst
+                revision = self.etcd.get_response(self.keys.leader).header.revision
+                for task_id in list(waiting):
+                    take(task_id, self.etcd.get(prefix + task_id)[0])
+            else:
+                records, revision = snapshot(self.etcd, prefix)
+                for task_id, raw in records.items():
+                    take(task_id, raw)
             if not waiting:
                 break
-            watch = self.etcd.add_watch_prefix_callback(prefix, updates.put, start_revision=revision + 1)
+            if few:
+                watches = [self.etcd.add_watch_callback(prefix + t, updates.put, start_revision=revision + 1)
+                           for t in waiting]
+            else:
+                watches = [self.etcd.add_watch_prefix_callback(prefix, updates.put,
+                                                               start_revision=revision + 1)]
             try:
                 while waiting:
                     if progress is not None:
@@ -305,10 +319,29 @@ class Client:
                     for event in response.events:
                         take(event.key.decode()[len(prefix):], event.value)
             finally:
-                self.etcd.cancel_watch(watch)
+                for watch in watches:
+                    self.etcd.cancel_watch(watch)
         if progress is not None:
             progress(len(done))
         return done
+
+    def results(self, handles: Iterable[Handle], timeout: float | None = None) -> list[Any]:
+        """Every handle's result, in order, the results read in one round trip once all
+        have finished (as `ray.get` takes a list). Raises TaskFailed for the first task
+        that did not succeed, ResultLost for one whose result is gone."""
+        handles = list(handles)
+        records = self.wait(handles, timeout=timeout)
+        ordered = [records[h.id] for h in handles]
+        for record in ordered:
+            if record.get("state") != "SUCCEEDED":
+                raise TaskFailed(record)
+        values = self._blob_store().get_many([r["result_ref"] for r in ordered])
+        out = []
+        for record, value in zip(ordered, values, strict=True):
+            if isinstance(value, KeyError):
+                raise ResultLost(record, str(value))
+            out.append(value)
+        return out
 
     def status(self) -> dict[str, Any]:
         from corral.status import cluster_status

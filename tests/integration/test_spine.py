@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from corral.base.keys import gpu_queue_lists
-from corral.client import Client
+from corral.client import Client, Retry, TaskFailed
 from corral.local import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -140,3 +140,16 @@ def test_a_crashed_gpu_worker_is_restarted_by_its_node_agent(
     records = client.wait(handles, timeout=60)
     on_gpu1 = [r for r in records.values() if r["attempts"][-1]["gpu"] == 1]
     assert on_gpu1 and all(r["state"] == "SUCCEEDED" for r in on_gpu1)
+
+
+def test_results_of_many_tasks_come_in_order_in_one_call(client: Client) -> None:
+    handles = client.map("corral.echo", [{"n": i} for i in range(50)])
+    assert client.results(handles, timeout=60) == [{"n": i} for i in range(50)]
+
+
+def test_results_raise_for_the_first_task_that_failed(client: Client) -> None:
+    good = client.submit("corral.echo", 1)
+    bad = client.submit("corral.fail", {"message": "no"}, retry=Retry(local=0, hosts=1))
+    with pytest.raises(TaskFailed, match="budget") as failed:
+        client.results([good, bad], timeout=60)
+    assert failed.value.record["id"] == bad.id

@@ -63,6 +63,8 @@ def up(
     detach: bool = typer.Option(False, "--detach", help="return once the cluster is ready"),
     cluster: str = typer.Option("local", "--cluster", envvar="CORRAL_CLUSTER"),
     flower: bool = typer.Option(True, "--flower/--no-flower"),
+    redis_ha: bool = typer.Option(False, "--redis-ha",
+                                  help="a Redis primary, a replica and three sentinels (failover)"),
 ) -> None:
     """Start a whole local cluster: etcd, Redis, schedulers, node agents, Flower."""
     from corral.local import ClusterError, LocalCluster
@@ -75,7 +77,7 @@ def up(
     if gpus is None and not nvml():
         gpus = 4
     lc = LocalCluster(state_dir, nodes=nodes, gpus=gpus, schedulers=schedulers, faulty=faulty,
-                      flower=flower, settings=Settings.from_env(cluster=cluster))
+                      flower=flower, settings=Settings.from_env(cluster=cluster), redis_ha=redis_ha)
     try:
         lc.start()
     except ClusterError as exc:
@@ -84,8 +86,11 @@ def up(
     typer.echo(f"corral cluster up: etcd {info['etcd']}, broker {info['broker']}, "
                f"flower {info.get('flower', '-')} (user {info.get('flower_user', '-')})")
     typer.echo(f"state in {lc.dir}/cluster.json; use these settings:")
+    shown = {"CORRAL_ETCD", "CORRAL_BROKER", "CORRAL_CLUSTER"}
+    if redis_ha:
+        shown.add("CORRAL_REDIS_MASTER")
     for k, v in lc.settings.to_env().items():
-        if k in ("CORRAL_ETCD", "CORRAL_BROKER", "CORRAL_CLUSTER"):
+        if k in shown:
             typer.echo(f"  export {k}='{v}'")
     if detach:
         return

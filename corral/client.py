@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from corral.base import checkpoints
+from corral.base import broker, checkpoints
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
@@ -69,7 +69,8 @@ class Client:
             task_serializer="json", accept_content=["json"],
             # A broker restart or failover of a few seconds delays a submission, not fails it.
             task_publish_retry_policy={"max_retries": 40, "interval_start": 0, "interval_step": 0.25,
-                                       "interval_max": 0.5})
+                                       "interval_max": 0.5},
+            broker_transport_options=broker.transport_options(settings.broker, settings.redis_master))
         self._blobs: BlobStore | None = None
         self._admission: tuple[float, dict[str, Any]] = (0.0, {})
 

@@ -112,6 +112,7 @@ class LocalCluster:
         settings: Settings | None = None,
         redis_password: str | None = None,
         netns: bool = False,
+        redis_ha: bool = False,
     ) -> None:
         self.dir = Path(state_dir).resolve()
         self.n_nodes = nodes
@@ -124,6 +125,7 @@ class LocalCluster:
         if flower:
             self.base = self.base.with_(worker_events=True)
         self.redis_password = redis_password if redis_password is not None else secrets.token_hex(12)
+        self.redis_ha = redis_ha  # a primary, a replica and three sentinels
         self.procs: list[Proc] = []
         self.info: dict[str, Any] = {}
         # With netns, each scheduler is its own network host and partitions are real.
@@ -146,7 +148,7 @@ class LocalCluster:
             if self.net is not None:
                 self.net.create()
             etcd = self._start_etcd()
-            broker = self._start_redis()
+            broker = self._start_redis_ha() if self.redis_ha else self._start_redis()
             self.info = {"etcd": etcd, "broker": broker, "cluster": self.base.cluster}
             for i in range(1, self.n_schedulers + 1):
                 self.start_scheduler(f"sched-{i}")
@@ -206,17 +208,22 @@ class LocalCluster:
         except Exception:
             return False
 
-    def _start_redis(self) -> str:
+    def _start_redis(self, name: str = "redis", primary: int | None = None) -> str:
+        """One redis-server (`primary`: as a replica of the one on that port); its URL."""
         binary = require_binary("redis-server", "redis-server")
         port = free_port()
+        data = self.dir / name
+        data.mkdir(parents=True, exist_ok=True)
         # Persistence where it matters: an append-only file synced every second keeps the
         # queues, results and fences through a restart (at most about a second is lost).
         args = [binary, "--port", str(port), "--bind", *self._listen(), "--save", "",
-                "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.dir),
+                "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data),
                 "--protected-mode", "yes"]
         if self.redis_password:
-            args += ["--requirepass", self.redis_password]
-        self._spawn("redis", "redis", args)
+            args += ["--requirepass", self.redis_password, "--masterauth", self.redis_password]
+        if primary is not None:
+            args += ["--replicaof", "127.0.0.1", str(primary)]
+        self._spawn("redis", name, args)
         auth = f":{self.redis_password}@" if self.redis_password else ""
         url = f"redis://{auth}127.0.0.1:{port}/0"
 
@@ -228,7 +235,43 @@ class LocalCluster:
             except Exception:
                 return False
 
-        self._wait(ok, 20, "redis-server did not answer")
+        self._wait(ok, 20, f"{name} did not answer")
+        return url
+
+    def _start_redis_ha(self) -> str:
+        """A primary, a replica and three sentinels that fail over within a few seconds;
+        the broker URL names the sentinels (corral.base.broker)."""
+        primary = self._start_redis("redis")
+        port = int(primary.rsplit(":", 1)[1].split("/")[0])
+        self._start_redis("redis-replica", primary=port)
+        master = self.base.redis_master
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        urls = []
+        for i in range(1, 4):
+            sport = free_port()
+            conf = self.dir / f"sentinel-{i}.conf"
+            conf.write_text("\n".join([
+                f"port {sport}", "bind 127.0.0.1", f"dir {self.dir}",
+                f"sentinel monitor {master} 127.0.0.1 {port} 2",
+                *([f"sentinel auth-pass {master} {self.redis_password}"] if self.redis_password else []),
+                f"sentinel down-after-milliseconds {master} 1000",
+                f"sentinel failover-timeout {master} 5000",
+                f"sentinel parallel-syncs {master} 1", ""]))
+            os.chmod(conf, 0o600)  # holds the password
+            self._spawn("sentinel", f"sentinel-{i}",
+                        [require_binary("redis-server", "redis-server"), str(conf), "--sentinel"])
+            urls.append(f"sentinel://{auth}127.0.0.1:{sport}")
+        url = ";".join(urls) + "/0"
+
+        def ok() -> bool:
+            from corral.base import broker
+
+            try:
+                return bool(broker.client(url, master, socket_timeout=1).ping())
+            except Exception:
+                return False
+
+        self._wait(ok, 30, "the sentinels did not find the primary")
         return url
 
     def _listen(self) -> list[str]:
@@ -356,7 +399,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         # Schedulers first, so that nobody re-routes while the nodes go away.
-        order = {"flower": 0, "scheduler": 1, "node": 2, "redis": 3, "etcd": 4}
+        order = {"flower": 0, "scheduler": 1, "node": 2, "sentinel": 3, "redis": 4, "etcd": 5}
         for role in sorted(order, key=order.get):
             pids = [p.pid for p in self.procs if p.role == role]
             if pids:

@@ -103,10 +103,11 @@ def _write_sql(sink: Sink, url: str, run: str, item: int, rows: Rows) -> None:
 
 def _write_redis(sink: Sink, url: str, run: str, item: int, rows: Rows) -> None:
     """One hash per run, `<table>:<run>`, field `<item>:<stage>:<row>` -> the row as JSON."""
-    import redis
+    from corral.base import broker
+    from corral.base.config import Settings
 
     key = f"{sink.table}:{run}"
-    client = redis.Redis.from_url(url)
+    client = broker.client(url, Settings.from_env().redis_master)
     try:
         old = [f for f in client.hkeys(key) if f.decode().startswith(f"{item}:")]
         with client.pipeline(transaction=True) as pipe:

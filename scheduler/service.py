@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from corral.base import checkpoints, fence
+from corral.base import broker, checkpoints, fence
 from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
 from corral.base.keys import BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
@@ -51,9 +51,9 @@ class Scheduler:
         self.core = Core(self.policy, sid)
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-level: the cheapest hand-off
         # Timeouts: a leader cut off from Redis must fail fast and step down, not hang.
-        self.redis = redis.Redis.from_url(settings.broker, client_name=f"corral-scheduler-{sid}",
-                                          socket_timeout=5, socket_connect_timeout=2,
-                                          health_check_interval=10)
+        self.redis = broker.client(settings.broker, settings.redis_master,
+                                   client_name=f"corral-scheduler-{sid}", socket_timeout=5,
+                                   socket_connect_timeout=2, health_check_interval=10)
         self.origin = f"corral-scheduler/{sid}@{socket.gethostname()}"
         self.inbound: Inbound | None = None
         self.token: int | None = None

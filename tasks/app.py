@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from corral.base import broker
 from corral.base.config import Settings
 from corral.base.keys import PRIORITY_STEPS, RUN_TASK
 
@@ -28,7 +29,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         # Longer than any task: the scheduler, not kombu's restore, owns timeliness.
         broker_transport_options={"visibility_timeout": 12 * 3600,
-                                  "priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority"},
+                                  "priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority",
+                                  **broker.transport_options(settings.broker, settings.redis_master)},
         worker_hijack_root_logger=False,
         task_routes={RUN_TASK: {"queue": "corral.unrouted"}},
     )

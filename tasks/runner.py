@@ -21,7 +21,7 @@ import redis
 from celery import Celery
 from celery.exceptions import Reject
 
-from corral.base import checkpoints, fence
+from corral.base import broker, checkpoints, fence
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.errors import error_info
@@ -57,7 +57,7 @@ class _Process:
     @classmethod
     def ensure(cls, settings: Settings) -> _Heartbeat:
         if cls.pid != os.getpid():
-            cls.redis = redis.Redis.from_url(settings.broker)
+            cls.redis = broker.client(settings.broker, settings.redis_master)
             cls.claim = None  # loaded at the first claim
             cls.blobs = BlobStore(settings, cls.redis)
             cls.beat = _Heartbeat(settings.heartbeat)

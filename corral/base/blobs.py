@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from corral.base import broker
 from corral.base.config import Settings
 
 
@@ -18,7 +19,7 @@ class BlobStore:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self._prefix = f"corral:{settings.cluster}:"
         self._ttl = settings.result_ttl
-        self._redis = client or redis.Redis.from_url(settings.broker)
+        self._redis = client or broker.client(settings.broker, settings.redis_master)
 
     @property
     def redis(self) -> redis.Redis:

@@ -23,6 +23,7 @@ def env_name(field: str) -> str:
 class Settings:
     etcd: str = "127.0.0.1:2379"
     broker: str = "redis://127.0.0.1:6379/0"
+    redis_master: str = "mymaster"  # the primary's name, for a sentinel:// broker URL
     cluster: str = "default"
     etcd_user: str = ""
     etcd_password: str = ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from etcd3 import exceptions as etcd_errors
 
 from corral.base import broker, checkpoints
 from corral.base.blobs import BlobStore
@@ -239,7 +240,7 @@ class Client:
     # -------------------------------------------------------------- read
 
     def task(self, task_id: str) -> dict[str, Any] | None:
-        return get_json(self.etcd, self.keys.task(task_id))
+        return self._read(lambda: get_json(self.etcd, self.keys.task(task_id)))
 
     def _blob_store(self) -> BlobStore:
         if self._blobs is None:
@@ -347,7 +348,17 @@ class Client:
     def status(self) -> dict[str, Any]:
         from corral.status import cluster_status
 
-        return cluster_status(self.etcd, self.keys)
+        return self._read(lambda: cluster_status(self.etcd, self.keys))
+
+    def _read(self, read: Any) -> Any:
+        """A read that a dead etcd member does not fail: the client marks the member it used
+        as failed and the next try goes to another (one per endpoint at most)."""
+        for _ in range(len(self.settings.etcd_endpoints) - 1):
+            try:
+                return read()
+            except etcd_errors.ConnectionFailedError:
+                continue
+        return read()
 
     def close(self) -> None:
         self.etcd.close()

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.base.keys import ADMIN_TASK, SESSION_TASK, SUBMIT_TASK
+from corral.base.keys import ADMIN_TASK, BLOB, SESSION_TASK, SUBMIT_TASK
 from corral.base.limits import Unfit, check_json, real_number, short, whole_number
 from corral.base.retry import DEFAULT, RetryPolicy
 
@@ -32,6 +32,7 @@ class Submission:
     gpus: int = 1
     retry: dict[str, Any] = field(default_factory=DEFAULT.to_dict)
     after: dict[str, str] | None = None  # input name -> upstream task id
+    size: int = field(default=0, compare=False)  # bytes of the args as compact JSON
 
 
 @dataclass(frozen=True)
@@ -201,12 +202,14 @@ def _submission(kwargs: dict[str, Any], message_id: str | None,
         return reject(f"session {short(session)} is not a valid name (letters, digits, ._-)")
     args = kwargs.get("args")
     try:
-        check_json(args, "args", inline_limit)
+        size = check_json(args, "args", inline_limit)
     except Unfit as exc:
         if "bytes, over" in str(exc):
             return reject(f"{str(exc).replace('-byte limit', '-byte inline limit')} (CORRAL_INLINE_LIMIT); "
                           "store large inputs elsewhere and pass a reference")
         return reject(str(exc))
+    if isinstance(args, dict) and BLOB in args and len(args) == 1:
+        return reject(f"args of the form {{{BLOB!r}: ...}} are reserved for corral's own references")
     gpus = kwargs.get("gpus", 1)
     if gpus is None:
         gpus = 1
@@ -221,7 +224,7 @@ def _submission(kwargs: dict[str, Any], message_id: str | None,
     after = _after(kwargs.get("after"), task_id)
     if isinstance(after, str):
         return reject(after)
-    return Submission(task_id, algorithm, args, session, gpus, retry, after)
+    return Submission(task_id, algorithm, args, session, gpus, retry, after, size)
 
 
 def _after(raw: Any, task_id: str) -> dict[str, str] | None | str:

@@ -8,6 +8,7 @@ published or acknowledged before it is durable in etcd.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -19,15 +20,16 @@ from typing import Any
 import redis
 
 from corral.base import broker, checkpoints, fence
+from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
-from corral.base.keys import BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
+from corral.base.keys import BLOB, BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
 from corral.scheduler import heap, history
 from corral.scheduler.core import Core, Effects, Policy
 from corral.scheduler.election import Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
-from corral.scheduler.ingress import Rejection, read, readable, unidentified
+from corral.scheduler.ingress import Rejection, Submission, read, readable, unidentified
 from corral.scheduler.mirror import Mirror
 from corral.scheduler.store import Fenced, Store, etcd_writes
 from corral.scheduler.wire import encode_task
@@ -64,6 +66,7 @@ class Scheduler:
         self._redis_down = False
         self._summary_last: dict[str, Any] = {}
         self.mirror = Mirror(self.etcd, self.keys.root)
+        self.blobs = BlobStore(settings, self.redis)
 
     @property
     def role(self) -> str:
@@ -206,9 +209,10 @@ class Scheduler:
     def _ingress(self, event: tuple[Any, ...], now: float) -> None:
         _, headers, body, error, token, raw = event
         try:
-            for parsed in read(headers, body, error, raw,
-                               known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
-                               inline_limit=self.settings.inline_limit):
+            requests = self._offload(read(headers, body, error, raw,
+                                          known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
+                                          inline_limit=self.settings.inline_limit))
+            for parsed in requests:
                 try:
                     self.core.submit(parsed, now, None)
                 except Exception as exc:
@@ -217,6 +221,30 @@ class Scheduler:
                         f"internal error while handling it: {type(exc).__name__}: {exc}")), now, None)
         finally:
             self.core.fx.acks.append(token)  # one message, acknowledged once all it holds is durable
+
+    def _offload(self, requests: list[Any]) -> list[Any]:
+        """Args larger than `args_in_etcd` go to the blob store before their task is
+        recorded; the record keeps `{"$blob": key}` and the worker reads them back. etcd then
+        holds what is small whatever producers send. If Redis fails, those tasks are
+        rejected with that reason: their producer may resend them."""
+        big = [r for r in requests if type(r) is Submission and r.size > self.settings.args_in_etcd]
+        if not big:
+            return requests
+        keys = {}
+        moved = {id(r) for r in big}
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for r in big:
+                    keys[r.task_id] = self.blobs.args_key(r.task_id)
+                    pipe.set(keys[r.task_id], json.dumps(r.args, separators=(",", ":")),
+                             ex=self.settings.result_ttl)
+                pipe.execute()
+        except redis.RedisError as exc:
+            return [Rejection(r.task_id, readable(f"its args could not be stored, Redis failed ({exc}); "
+                                                  "submit it again"), r.algorithm, r.session)
+                    if id(r) in moved else r for r in requests]
+        return [dataclasses.replace(r, args={BLOB: keys[r.task_id]}) if id(r) in moved else r
+                for r in requests]
 
     def _status(self, event: tuple[Any, ...], now: float) -> None:
         _, _headers, body, error, token, _raw = event

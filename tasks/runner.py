@@ -25,7 +25,7 @@ from corral.base import broker, checkpoints, fence
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.errors import error_info
-from corral.base.keys import RUN_TASK, WARM_TASK
+from corral.base.keys import BLOB, RUN_TASK, WARM_TASK
 from corral.tasks import registry
 from corral.tasks.context import Context
 from corral.tasks.status import publish, status_event
@@ -154,6 +154,17 @@ class _Saved:
         return self._asked
 
 
+def _args(args: Any) -> Any:
+    """A task's args, read back from the blob store when the leader kept them there."""
+    if isinstance(args, dict) and len(args) == 1 and BLOB in args:
+        assert _Process.blobs is not None
+        ref = args[BLOB]
+        if not _Process.blobs.is_args_key(ref):
+            raise ValueError(f"args reference {ref!r} is not one the scheduler made")
+        return _Process.blobs.get(ref)
+    return args
+
+
 def _claim(cluster: str, attempt_id: str, msg: dict[str, Any], started: dict[str, Any]) -> fence.Verdict:
     """Claim the attempt and report `started`, in one round trip (the leader ignores
     `started` when the claim finds the attempt superseded, and hears `failed` next when it
@@ -225,7 +236,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
             _progress=lambda info: publish(_Process.redis, event("progress", info=info)),
             _save=saved.save, _asked=saved.asked,
         )
-        value = algo.fn(msg.get("args"), ctx)
+        value = algo.fn(_args(msg.get("args")), ctx)
         encoded = json.dumps(value)  # a result that is not JSON fails the attempt here
     except Exception as exc:
         beat.stop_beating()

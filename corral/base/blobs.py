@@ -1,4 +1,6 @@
-"""Results and large payloads kept in Redis, referenced from task records.
+"""Results and large payloads kept in Redis, referenced from task records: a task's
+result (by task and attempt), and args too large to keep in etcd (by task, as
+`{"$blob": key}` in the record).
 
 Results are keyed by task *and* attempt, so a late duplicate attempt can never
 overwrite the outcome that the scheduler recorded.
@@ -24,6 +26,12 @@ class BlobStore:
     @property
     def redis(self) -> redis.Redis:
         return self._redis
+
+    def args_key(self, task_id: str) -> str:
+        return f"{self._prefix}args:{task_id}"
+
+    def is_args_key(self, ref: object) -> bool:
+        return isinstance(ref, str) and ref.startswith(f"{self._prefix}args:")
 
     def result_key(self, task_id: str, attempt_id: str) -> str:
         return f"{self._prefix}result:{task_id}:{attempt_id}"

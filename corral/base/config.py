@@ -31,6 +31,7 @@ class Settings:
     etcd_cert: str = ""
     etcd_key: str = ""
     inline_limit: int = 256 * 1024
+    args_in_etcd: int = 4096  # args larger than this (bytes of JSON) wait in Redis, not etcd
     node_ttl: float = 3.0
     leader_ttl: float = 2.0
     queue_depth: int = 2

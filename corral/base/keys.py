@@ -62,6 +62,7 @@ def gpu_queue_lists(node: str, index: int) -> list[str]:
     return [name if step == 0 else f"{name}{_PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
+BLOB = "$blob"  # args {"$blob": key}: kept in the blob store, not in the task record
 INGRESS_QUEUE = "corral.ingress"
 STATUS_QUEUE = "corral.status"
 SUBMIT_TASK = "corral.submit"

@@ -153,3 +153,12 @@ def test_results_raise_for_the_first_task_that_failed(client: Client) -> None:
     with pytest.raises(TaskFailed, match="budget") as failed:
         client.results([good, bad], timeout=60)
     assert failed.value.record["id"] == bad.id
+
+
+def test_large_args_wait_in_the_blob_store_and_reach_the_algorithm_whole(client: Client) -> None:
+    big = {"blob": "x" * 20_000, "n": list(range(100))}
+    h = client.submit("corral.echo", big)
+    assert h.result(timeout=60) == big
+    record = client.task(h.id)
+    assert set(record["args"]) == {"$blob"}  # the record in etcd holds a reference only
+    assert len(str(record)) < 5_000

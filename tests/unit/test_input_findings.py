@@ -199,3 +199,7 @@ def test_a_rejection_of_a_message_with_no_usable_id_is_recorded_under_one_made_f
     assert "undecodable" in first.reason
     json.dumps(first.reason)
 
+
+
+def test_args_shaped_like_a_blob_reference_are_reserved() -> None:
+    assert "reserved" in rejected(submit_msg(args={"$blob": "corral:local:result:x:x.a1"}))

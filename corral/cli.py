@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 
+from corral import cli_errors
 from corral.base.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -37,9 +37,7 @@ def _logging(role: str) -> None:
     )
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+_fail = cli_errors.say
 
 
 def _client(etcd: str | None, broker: str | None, cluster: str | None) -> Any:
@@ -463,50 +461,7 @@ def demo(
 
 
 def main() -> None:
-    """The command, with expected failures (etcd or Redis not answering, a refused request)
-    as one line on stderr and exit status 2, never a traceback."""
-    import redis
-    from etcd3 import exceptions as etcd_errors
-    from kombu import exceptions as kombu_errors
-
-    from corral.base.etcd import EtcdUnavailable
-    from corral.client import SessionConflict
-
-    try:
-        status = app(standalone_mode=False)  # an Exit's code comes back as the result
-        if isinstance(status, int) and not isinstance(status, bool):
-            sys.exit(status)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except (EtcdUnavailable, SessionConflict) as exc:
-        _say(str(exc))
-    except etcd_errors.Etcd3Exception as exc:
-        settings = Settings.from_env()
-        _say(f"etcd at {settings.etcd} failed: {type(exc).__name__}: {str(exc).strip()[:200]}")
-    except (redis.RedisError, kombu_errors.OperationalError, OSError) as exc:
-        settings = Settings.from_env()
-        _say(f"broker {_redacted(settings.broker)} failed: {type(exc).__name__}: {exc}")
-
-
-def _say(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    sys.exit(2)
-
-
-def _redacted(url: str) -> str:
-    """A URL fit to print: without its password."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, sep, userinfo = head.partition("://")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{tail}" if ":" in userinfo else url
+    cli_errors.run(app)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,15 @@ class AllocState:
 
 _order = operator.attrgetter("order")  # C-level: the allocator sorts sessions on every run
 
-def _fixed(capacity: int, ordered: list[SessionSpec]) -> dict[str, int]:
+def fixed_room(capacity: int, reserve: int) -> int:
+    """GPUs that fixed workers of all sessions together may hold, `reserve` of `capacity`
+    kept for sharing (never all of it: one GPU at least goes to fixed workers)."""
+    return max(min(capacity, 1), capacity - reserve)
+
+
+def _fixed(capacity: int, ordered: list[SessionSpec], reserve: int = 0) -> dict[str, int]:
     out: dict[str, int] = {}
-    left = capacity
+    left = fixed_room(capacity, reserve)
     for s in ordered:
         want = s.fixed if s.max_workers is None or s.fixed <= s.max_workers else s.max_workers
         n = out[s.name] = want if want < left else left
@@ -104,10 +110,12 @@ def _lambda(capacity: int, specs: list[SessionSpec], floors: Mapping[str, int],
 
 
 def shares(capacity: int, sessions: list[SessionSpec], demand: Mapping[str, int],
-           held: Mapping[str, int] | None = None) -> dict[str, int]:
-    """GPU count per session. `held`: counts a session may keep above its fair share."""
+           held: Mapping[str, int] | None = None, reserve: int = 0) -> dict[str, int]:
+    """GPU count per session. `held`: counts a session may keep above its fair share;
+    `reserve`: GPUs that fixed workers may not take, so that idle sessions cannot starve
+    the others."""
     ordered = sorted(sessions, key=_order)
-    floors = _fixed(capacity, ordered)
+    floors = _fixed(capacity, ordered, reserve)
     if held:
         left = capacity - sum(floors.values())
         for s in ordered:  # surplus in grace, from what is left
@@ -220,6 +228,7 @@ def changes(
     now: float,
     grace: float,
     owned: Mapping[str | None, Collection[GpuKey]] | None = None,
+    reserve: int = 0,
 ) -> tuple[dict[GpuKey, str | None], AllocState]:
     """What `allocate` decides, as the GPUs whose session changes (the service's form).
 
@@ -231,7 +240,7 @@ def changes(
         owned = invert(current, gpus)
     names = {s.name for s in sessions}
     have = {name: len(keys) for name, keys in owned.items() if name in names and keys}
-    fair = shares(len(gpus), sessions, demand)
+    fair = shares(len(gpus), sessions, demand, reserve=reserve)
     since: dict[str, float] = {}
     held: dict[str, int] = {}
     for name, n in have.items():
@@ -240,7 +249,7 @@ def changes(
             if now - started < grace:
                 since[name] = started
                 held[name] = n
-    targets = shares(len(gpus), sessions, demand, held) if held else fair
+    targets = shares(len(gpus), sessions, demand, held, reserve) if held else fair
     state = AllocState(since)
     if {n: c for n, c in targets.items() if c} == have:
         return {}, state  # nothing to move: the usual case under a steady load

@@ -63,7 +63,6 @@ class Scheduler:
         self.http = StatusServer(self, http_port)
         self._last_summary = 0.0
         self._owed: Effects | None = None  # Redis work of committed ticks, while Redis is away
-        self._redis_down = False
         self._summary_last: dict[str, Any] = {}
         self.mirror = Mirror(self.etcd, self.keys.root)
         self.blobs = BlobStore(settings, self.redis)
@@ -274,21 +273,19 @@ class Scheduler:
             self.store.write(self.token, etcd_writes(fx, self.keys, extra))
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
-        fx = fx.after(self._owed)
-        self._owed = None
+        owed, self._owed = self._owed, None
+        fx = fx.after(owed)
         try:
             self._send(fx)
         except redis.RedisError as exc:
             # What etcd holds stays; Redis gets it once it is back, in order, without a
             # change of leader (a restarted Redis loses nothing it has not yet been sent).
             self._owed = fx.unsent()
-            if not self._redis_down:
+            if owed is None:
                 log.warning("Redis unreachable (%s): dispatches and acknowledgements wait for it", exc)
-            self._redis_down = True
             return
-        if self._redis_down:
+        if owed is not None:
             log.warning("Redis is back: what waited for it was sent")
-            self._redis_down = False
 
     def _send(self, fx: Effects) -> None:
         """The Redis side of a tick, in one round trip, then the acks; each part is emptied

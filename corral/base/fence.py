@@ -88,10 +88,17 @@ def verdict(before: bytes | None, mine: str) -> Verdict:
     if before == SUPERSEDED:
         return "superseded"
     host, _, pid = before[len(STARTED) + 1:].rpartition(b":")
-    if host == socket.gethostname().encode() and pid.isdigit() and alive(int(pid)):
+    if host == _me().rpartition(b":")[0] and pid.isdigit() and alive(int(pid)):
         return "duplicate"
     return "lost"
 
 
+_ME: tuple[int, bytes] = (0, b"")
+
+
 def _me() -> bytes:
-    return f"{socket.gethostname()}:{os.getpid()}".encode()
+    """`host:pid` of this process (computed once per process: claims are on the hot path)."""
+    global _ME
+    if _ME[0] != os.getpid():
+        _ME = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}".encode())
+    return _ME[1]

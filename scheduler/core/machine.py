@@ -6,7 +6,7 @@ order, from one thread. Each input mutates the in-memory state and queues effect
 dispatches and message acks, which the shell performs only after the writes have committed.
 
 `Core` is assembled from one class per concern, each in its own module with the state it
-owns (its `_init_*` method declares it):
+owns (its `_init` method declares it):
 
 | module | concern |
 |---|---|
@@ -132,9 +132,9 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         if task is None or attempt is None:
             log.info("status for an unknown task or attempt ignored: %s", brief(event))
             return
-        at = event.get("time")
-        if type(at) is not float or not -CLOCK_SKEW < at - now < CLOCK_SKEW:  # NaN fails too
-            at = float(at) if type(at) is int and -CLOCK_SKEW < at - now < CLOCK_SKEW else now
+        at = event.get("time")  # the worker's clock, unless odd (not a number, NaN, far off)
+        if type(at) not in (float, int) or not -CLOCK_SKEW < at - now < CLOCK_SKEW:
+            at = now
         if task.current_attempt != attempt.id or attempt.state not in (DISPATCHED, RUNNING):
             log.info("late %s of %s attempt %s ignored", event.get("kind"), task.id, attempt.id)
             return

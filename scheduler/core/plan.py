@@ -15,6 +15,8 @@ from corral.scheduler.records import DISPATCHED
 
 log = logging.getLogger("corral.scheduler")
 
+SHARED_RESERVE = 1  # GPUs fixed workers leave to sharing: idle sessions cannot starve others
+
 
 class Planning:
     def _init(self) -> None:
@@ -29,7 +31,6 @@ class Planning:
         self._next_allocation = 0.0
         self._plan_dirty = True
         self._planned_topology = -1  # the topology the plan last dropped unusable GPUs for
-        self._specs_room = -1  # the usable GPUs the specs' fixed workers were capped for
 
     def _demand_changed(self) -> None:
         """The allocator's inputs changed (demand, sessions, usable GPUs): run it again."""
@@ -43,8 +44,8 @@ class Planning:
         self._next_allocation = now + self.policy.allocate_every
         self._plan_dirty = False
         usable = self._usable_set()
-        if self._specs is None or self._specs_room != len(usable):
-            self._specs = self._session_specs(len(usable))
+        if self._specs is None:
+            self._specs = self._session_specs()
         specs = self._specs
         demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
         if self._planned_topology != self._topology:  # out of service: no session
@@ -56,7 +57,7 @@ class Planning:
                     self._assign_gpu(key, None, now)
         changed, self.alloc_state = self.allocate_fn(
             usable, specs, demand, self.plan, self.busy, self.alloc_state, now,
-            self.policy.idle_grace, self.serving)
+            self.policy.idle_grace, self.serving, SHARED_RESERVE)
         if not changed:
             return
         self.plan_generation += 1
@@ -99,20 +100,16 @@ class Planning:
         self.plan_info[key] = info
         self.fx.plans[key] = info
 
-    def _session_specs(self, gpus: int) -> list[allocator.SessionSpec]:
+    def _session_specs(self) -> list[allocator.SessionSpec]:
         """The allocator's view of the sessions, in allocation order (its sorts then cost
-        little), fixed workers capped so that all of them together leave one GPU shared."""
-        self._specs_room = gpus
-        room = fixed_room(gpus)
+        little); a record written by an older version may hold anything, so numbers are
+        read defensively."""
         specs = []
-        for name, rec in sorted(self.sessions.items(), key=lambda kv: (-_number(kv[1], "priority", 0),
-                                                                       _number(kv[1], "opened", 0.0))):
-            fixed = int(_number(rec, "fixed_workers", 0)) if rec.get("state") == "open" else 0
-            fixed = min(fixed, room)
-            room -= fixed
+        for name, rec in self.sessions.items():
             max_workers = rec.get("max_workers")
             specs.append(allocator.SessionSpec(
-                name, fixed, max(_number(rec, "share_ratio", 1.0), 1e-6),
+                name, int(_number(rec, "fixed_workers", 0)) if rec.get("state") == "open" else 0,
+                max(_number(rec, "share_ratio", 1.0), 1e-6),
                 int(max_workers) if type(max_workers) is int else None,
                 int(_number(rec, "priority", 0)), _number(rec, "opened", 0.0)))
         return sorted(specs, key=lambda s: s.order)
@@ -148,10 +145,11 @@ class Planning:
         if req.auto:
             record["auto"] = True
         gpus = len(self._usable_set())
-        if req.fixed_workers > fixed_room(gpus):
+        room = allocator.fixed_room(gpus, SHARED_RESERVE)
+        if req.fixed_workers > room:
             record["note"] = (f"fixed_workers {req.fixed_workers} is more than the {gpus} GPU(s) of the "
-                              f"cluster can hold for fixed workers ({fixed_room(gpus)}: one GPU stays "
-                              "shared); it gets at most that")
+                              f"cluster can hold for fixed workers ({room}: one GPU stays shared); "
+                              "it gets at most that")
         self._write_session(record)
 
     def _write_session(self, record: dict[str, Any]) -> None:
@@ -159,12 +157,6 @@ class Planning:
         self._specs = None
         self.fx.sessions[record["name"]] = record
         self._demand_changed()
-
-
-def fixed_room(gpus: int) -> int:
-    """How many GPUs fixed workers of all sessions together may hold: all but one, so that
-    no set of idle sessions can starve the others."""
-    return gpus - 1 if gpus > 1 else gpus
 
 
 def _number(record: dict[str, Any], key: str, default: float) -> float:

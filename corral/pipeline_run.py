@@ -89,7 +89,8 @@ def finish(client: Client, report: RunReport, started: float, timeout: float | N
             report.succeeded += 1
             report.rows += int(client.result(record).get("rows", 0))
         else:
-            report.failed[index] = record.get("reason") or _error(record) or record.get("state", "")
+            report.failed[index] = ("; ".join(filter(None, [record.get("reason"), _error(record)]))
+                                    or record.get("state", ""))
     return report
 
 

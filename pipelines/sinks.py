@@ -91,7 +91,13 @@ def _write_sql(sink: Sink, url: str, run: str, item: int, rows: Rows) -> None:
     if t is None:
         metadata = sa.MetaData()
         t = table(sink, metadata)
-        metadata.create_all(engine, checkfirst=True)
+        try:
+            metadata.create_all(engine, checkfirst=True)
+        except sa.exc.OperationalError:
+            # Another worker made it between our check and our CREATE (two items' sinks at
+            # once on different GPUs): then it is there; anything else is a real error.
+            if not sa.inspect(engine).has_table(sink.table):
+                raise
         _TABLES[cached] = t
     values = [{"run": run, "item": item, "stage": stage, "row": i, "data": row,
                **{c: row.get(c) for c in sink.columns}} for stage, i, row in rows]

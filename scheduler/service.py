@@ -224,8 +224,11 @@ class Scheduler:
     def _offload(self, requests: list[Any]) -> list[Any]:
         """Args larger than `args_in_etcd` go to the blob store before their task is
         recorded; the record keeps `{"$blob": key}` and the worker reads them back. etcd then
-        holds what is small whatever producers send. If Redis fails, those tasks are
-        rejected with that reason: their producer may resend them."""
+        holds what is small whatever producers send; they expire with results
+        (`CORRAL_RESULT_TTL`). If Redis fails, those tasks are rejected with that reason:
+        their producer may resend them."""
+        if not self.core.admitting:
+            return requests  # refused anyway: nothing to keep for them
         big = [r for r in requests if type(r) is Submission and r.size > self.settings.args_in_etcd]
         if not big:
             return requests

@@ -5,7 +5,7 @@
 A local cluster (3 schedulers, 1 node with 4 simulated GPUs). `Client.wait` on one new
 `corral.echo` task (submitted, then waited for: the time from the submit to the record's
 SUCCEEDED, as a user sees it), --samples times on the empty cluster, then again after
---finished other tasks have run and still have their records in etcd, and --settle
+--finished other tasks have run (their records moved to the history store), and --settle
 seconds have passed. Prints both medians and their ratio.
 """
 
@@ -53,7 +53,7 @@ def main() -> int:
             cluster.stop()
     e, f = statistics.median(empty) * 1000, statistics.median(full) * 1000
     print(f"wait for one task: {e:.1f} ms on an empty cluster, {f:.1f} ms with {opts.finished} finished "
-          f"tasks in etcd: ratio {f / e:.2f} (target <= 1.5)")
+          f"tasks in history: ratio {f / e:.2f} (target <= 1.5)")
     if opts.json:
         print(json.dumps({"empty_ms": e, "full_ms": f, "finished": opts.finished, "ratio": f / e,
                           "settle_s": opts.settle}))

@@ -19,6 +19,7 @@ from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
 from corral.base.etcd import get_json, prefix_json, snapshot
+from corral.base.history import HistoryStore, open_history
 from corral.base.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 from corral.base.retry import RetryPolicy as Retry
 
@@ -73,6 +74,7 @@ class Client:
                                        "interval_max": 0.5},
             broker_transport_options=broker.transport_options(settings.broker, settings.redis_master))
         self._blobs: BlobStore | None = None
+        self._history: HistoryStore | None = None
         self._admission: tuple[float, dict[str, Any]] = (0.0, {})
 
     # ------------------------------------------------------------ submit
@@ -82,7 +84,7 @@ class Client:
         second: {"open", "reason", "live", "max_live", "etcd_bytes", "etcd_high_water"}."""
         read_at, state = self._admission
         if time.monotonic() - read_at > ADMISSION_EVERY:
-            summary = get_json(self.etcd, self.keys.summary) or {}
+            summary = self._read(lambda: get_json(self.etcd, self.keys.summary)) or {}
             state = summary.get("admission") or {"open": True}
             self._admission = (time.monotonic(), state)
         return state
@@ -240,7 +242,16 @@ class Client:
     # -------------------------------------------------------------- read
 
     def task(self, task_id: str) -> dict[str, Any] | None:
-        return self._read(lambda: get_json(self.etcd, self.keys.task(task_id)))
+        """A task's record: from etcd while it is live, from the history store once it has
+        moved there (etcd is read first: a record is put in history before it leaves etcd)."""
+        record = self._read(lambda: get_json(self.etcd, self.keys.task(task_id)))
+        return record if record is not None else self.finished([task_id])[0]
+
+    def finished(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Records of tasks in the history store, in one round trip (None where absent)."""
+        if self._history is None:
+            self._history = open_history(self.settings, self._blob_store().redis)
+        return self._history.get_many(task_ids)
 
     def _blob_store(self) -> BlobStore:
         if self._blobs is None:
@@ -272,7 +283,8 @@ class Client:
 
         A few tasks are read and watched by their own keys, so waiting for one costs the
         same however many other tasks the cluster holds; many (a map) by one paged read of
-        the task prefix, then one watch of it from that revision. No polling either way.
+        the task prefix, then one watch of it from that revision. Those not in etcd are
+        looked up in the history store in one round trip. No polling either way.
         """
         waiting = {h.id for h in handles}
         done: dict[str, dict[str, Any]] = {}
@@ -282,21 +294,31 @@ class Client:
 
         def take(task_id: str, raw: bytes | None) -> None:
             if task_id in waiting and raw:
-                record = json.loads(raw)
-                if record.get("state") in TERMINAL:
-                    done[task_id] = record
-                    waiting.discard(task_id)
+                settle(task_id, json.loads(raw))
+
+        def settle(task_id: str, record: dict[str, Any] | None) -> None:
+            if record is not None and record.get("state") in TERMINAL:
+                done[task_id] = record
+                waiting.discard(task_id)
 
         while waiting:
             few = len(waiting) <= FEW
             if few:  # the revision first: a change after it reaches the watch, twice at worst
                 revision = self.etcd.get_response(self.keys.leader).header.revision
+                absent = []
                 for task_id in list(waiting):
-                    take(task_id, self.etcd.get(prefix + task_id)[0])
+                    raw = self.etcd.get(prefix + task_id)[0]
+                    take(task_id, raw)
+                    if raw is None:
+                        absent.append(task_id)
             else:
                 records, revision = snapshot(self.etcd, prefix)
                 for task_id, raw in records.items():
                     take(task_id, raw)
+                absent = [t for t in waiting if t not in records]
+            if absent:  # moved to history already (or not yet recorded: the watch sees it come)
+                for task_id, record in zip(absent, self.finished(absent), strict=True):
+                    settle(task_id, record)
             if not waiting:
                 break
             if few:
@@ -362,6 +384,8 @@ class Client:
 
     def close(self) -> None:
         self.etcd.close()
+        if self._history is not None:
+            self._history.close()
         if self._blobs is not None:
             self._blobs.close()
 

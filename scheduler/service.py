@@ -23,9 +23,11 @@ from corral.base import broker, checkpoints, fence
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
+from corral.base.history import HistoryError, open_history
 from corral.base.keys import BLOB, BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
-from corral.scheduler import heap, history
+from corral.scheduler import heap, revisions
 from corral.scheduler.core import Core, Effects, Policy
+from corral.scheduler.core.lifecycle import Archive
 from corral.scheduler.election import Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
@@ -39,6 +41,7 @@ log = logging.getLogger("corral.scheduler")
 SUMMARY_EVERY = 0.5
 NODE_POLL = 0.25
 STORAGE_POLL = 2.0  # seconds between readings of etcd's database size
+ARCHIVE_CHUNKS = 8  # moves to the history store per tick at most (99 tasks each)
 
 
 class Scheduler:
@@ -66,6 +69,8 @@ class Scheduler:
         self._summary_last: dict[str, Any] = {}
         self.mirror = Mirror(self.etcd, self.keys.root)
         self.blobs = BlobStore(settings, self.redis)
+        self.history = open_history(settings, self.redis)
+        self._history_down: str | None = None  # why the last move to history failed
 
     @property
     def role(self) -> str:
@@ -79,7 +84,7 @@ class Scheduler:
         self.mirror.start()
         threading.Thread(target=self._elect, daemon=True, name="corral-election").start()
         threading.Thread(target=self._poll_nodes, daemon=True, name="corral-nodes").start()
-        threading.Thread(target=self._compact_history, daemon=True, name="corral-history").start()
+        threading.Thread(target=self._keep_etcd_small, daemon=True, name="corral-revisions").start()
         log.info("scheduler %s up (http %s)", self.sid, self.http.address)
         try:
             self._loop()
@@ -134,22 +139,50 @@ class Scheduler:
                 log.warning("reading nodes failed: %s", exc)
             self.stopping.wait(NODE_POLL)
 
-    def _compact_history(self) -> None:
-        """While leading: keep etcd's revision history to `etcd_history` seconds (history.py)."""
-        every = min(history.EVERY, max(0.5, self.settings.etcd_history / 4))
-        kept = history.History(self.settings.etcd_history)
+    def _keep_etcd_small(self) -> None:
+        """While leading: compact etcd's revision history, defragment near the admission
+        mark (revisions.py), and expire old rows of an SQL history store."""
+        every = min(revisions.EVERY, max(0.5, self.settings.etcd_history / 4))
+        kept = revisions.Revisions(self.settings.etcd_history)
+        high = self.policy.etcd_high_water
+        last_defrag: float | None = None
+        next_expiry = 0.0
         while not self.stopping.wait(every):
             if self.token is None:
-                kept = history.History(self.settings.etcd_history)  # a new term starts afresh
+                kept = revisions.Revisions(self.settings.etcd_history)  # a new term starts afresh
                 continue
             try:
-                revision = self.etcd.get_response(self.keys.leader).header.revision
-                target = kept.mark(time.monotonic(), revision)
+                status = self.etcd.status()
+                db_bytes = int(status.db_size)
+                target = kept.mark(time.monotonic(), self.etcd.get_response(self.keys.leader).header.revision,
+                                   pressed=revisions.pressed(db_bytes, high))
                 if target is not None:
                     self.etcd.compact(target)
                     log.debug("etcd history compacted up to revision %d", target)
+                if target is not None and revisions.defrag_due(db_bytes, high, time.monotonic(), last_defrag):
+                    last_defrag = time.monotonic()
+                    self._defragment(db_bytes)
+                if time.monotonic() >= next_expiry:
+                    next_expiry = time.monotonic() + 60.0
+                    self.history.expire(time.time() - self.settings.task_retention)
             except Exception as exc:  # compacted already, or etcd away: the next round retries
-                log.info("etcd history compaction skipped: %s", exc)
+                log.info("etcd upkeep skipped: %s", exc)
+
+    def _defragment(self, db_bytes: int) -> None:
+        """Defragment every etcd member, one at a time (revisions.py says why and when)."""
+        log.warning("etcd's file is %d bytes, near the admission mark (%d): defragmenting each member",
+                    db_bytes, self.policy.etcd_high_water)
+        for host, port in self.settings.etcd_endpoints:
+            member = connect(self.settings.with_(etcd=f"{host}:{port}"), timeout=60.0)
+            try:
+                started = time.monotonic()
+                member.defragment()
+                log.warning("etcd member %s:%d defragmented in %.0f ms: %d bytes", host, port,
+                            (time.monotonic() - started) * 1000, int(member.status().db_size))
+            except Exception as exc:
+                log.warning("defragmenting etcd member %s:%d failed: %s", host, port, exc)
+            finally:
+                member.close()
 
     # ------------------------------------------------------------ the loop
 
@@ -208,9 +241,9 @@ class Scheduler:
     def _ingress(self, event: tuple[Any, ...], now: float) -> None:
         _, headers, body, error, token, raw = event
         try:
-            requests = self._offload(read(headers, body, error, raw,
-                                          known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
-                                          inline_limit=self.settings.inline_limit))
+            requests = self._recall(self._offload(read(
+                headers, body, error, raw, known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
+                inline_limit=self.settings.inline_limit)))
             for parsed in requests:
                 try:
                     self.core.submit(parsed, now, None)
@@ -248,6 +281,29 @@ class Scheduler:
         return [dataclasses.replace(r, args={BLOB: keys[r.task_id]}) if id(r) in moved else r
                 for r in requests]
 
+    def _recall(self, requests: list[Any]) -> list[Any]:
+        """Ask the history store, in one round trip, about the ids these submissions name
+        (their own and their upstream tasks') that the core does not know: one that finished
+        before the dedup window is still a duplicate, or still an upstream with an outcome.
+        If the store cannot answer, those submissions are rejected with that reason (the
+        producer may send the same id again)."""
+        known = self.core.known
+        asked = {r.task_id for r in requests if type(r) is Submission and not known(r.task_id)}
+        asked.update(u for r in requests if type(r) is Submission and r.after
+                     for u in r.after.values() if not known(u))
+        if not asked:
+            return requests
+        ids = sorted(asked)
+        try:
+            found = [r for r in self.history.get_many(ids) if r is not None]
+        except HistoryError as exc:
+            return [Rejection(r.task_id, readable(f"{exc}: whether this id is new is unknown; "
+                                                  "submit it again"), r.algorithm, r.session)
+                    if type(r) is Submission and r.task_id in asked else r for r in requests]
+        if found:
+            self.core.recall(found)
+        return requests
+
     def _status(self, event: tuple[Any, ...], now: float) -> None:
         _, _headers, body, error, token, _raw = event
         try:
@@ -269,8 +325,12 @@ class Scheduler:
             if summary != self._summary_last:
                 self._summary_last = summary
                 extra[self.keys.summary] = summary
-        if not fx and not extra and self._owed is None:
-            return
+        if fx or extra or self._owed is not None:
+            self._flush(fx, extra)
+        if self.core.archiving and self._owed is None:
+            self._archive(now)
+
+    def _flush(self, fx: Effects, extra: dict[str, Any]) -> None:
         assert self.token is not None
         if fx.writes or extra:
             self.store.write(self.token, etcd_writes(fx, self.keys, extra))
@@ -289,6 +349,31 @@ class Scheduler:
             return
         if owed is not None:
             log.warning("Redis is back: what waited for it was sent")
+
+    def _archive(self, now: float) -> None:
+        """Move finished records to the history store: put them there first, then, in one
+        fenced transaction, add their summaries to a `done/` chunk and delete them from
+        etcd. A leader that dies between the two leaves them in etcd, and the next one
+        puts them again (the same record under the same id: never two)."""
+        assert self.token is not None
+        for _ in range(ARCHIVE_CHUNKS):
+            batch: Archive | None = self.core.archive_batch(now)
+            if batch is None:
+                break
+            try:
+                self.history.put_many(batch.records)
+            except HistoryError as exc:
+                if self._history_down is None:
+                    log.warning("%s; finished tasks stay in etcd until it answers", exc)
+                self._history_down = str(exc)
+                return
+            writes: dict[str, Any] = {self.keys.task(r["id"]): None for r in batch.records}
+            writes[self.keys.done(batch.name)] = batch.chunk
+            self.store.write(self.token, writes)
+            self.core.archived(batch)
+        if self._history_down is not None:
+            log.warning("the history store answers again: finished tasks move there")
+            self._history_down = None
 
     def _send(self, fx: Effects) -> None:
         """The Redis side of a tick, in one round trip, then the acks; each part is emptied
@@ -343,6 +428,7 @@ class Scheduler:
             read(self.keys.node_health()),
             now,
             read(self.keys.plan()),
+            read(self.keys.done()),
         )
         self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
         heap.settle()

@@ -21,10 +21,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.base.keys import Keys
 from corral.scheduler import allocator, heap
 from corral.scheduler.core import Core, Policy
 from corral.scheduler.ingress import SessionRequest, Submission
 from corral.scheduler.node_health import NodePolicy
+from corral.scheduler.store import encode, etcd_writes
+
+KEYS = Keys("sim")
 
 DEVICE = {"type": "SimulatedGpuFault", "message": "CUDA error: an illegal memory access"}
 APP = {"type": "ValueError", "message": "simulated task error"}
@@ -53,6 +57,7 @@ class SimResult:
     alloc_ms: list[float] = field(default_factory=list)
     writes: int = 0
     transactions: int = 0
+    etcd_bytes: int = 0  # bytes of keys and values the run would write to etcd
     sim_seconds: float = 0.0
     wall_seconds: float = 0.0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -77,6 +82,7 @@ class SimResult:
             "allocator_p99_ms": alloc[min(len(alloc) - 1, int(0.99 * len(alloc)))],
             "etcd_writes_per_second": self.writes / max(self.sim_seconds, 1e-9),
             "etcd_transactions_per_second": self.transactions / max(self.sim_seconds, 1e-9),
+            "etcd_bytes_per_task": self.etcd_bytes / max(self.config.tasks, 1),
             "simulated_seconds": self.sim_seconds, "wall_seconds": self.wall_seconds,
             "outcomes": dict(self.outcomes), "gpus_quarantined": self.quarantined,
             "nodes_lost": self.nodes_lost, "invariants_hold": not self.violations,
@@ -197,6 +203,14 @@ class Simulation:
         if fx.writes:
             self.result.writes += fx.writes
             self.result.transactions += 1
+            self.result.etcd_bytes += sum(len(k) + (0 if v is None else len(encode(v)))
+                                          for k, v in etcd_writes(fx, KEYS).items())
+        while (batch := self.core.archive_batch(now)) is not None:  # finished: to history
+            self.result.writes += len(batch.records) + 1
+            self.result.transactions += 1
+            self.result.etcd_bytes += len(KEYS.done(batch.name)) + len(encode(batch.chunk)) + sum(
+                len(KEYS.task(r["id"])) for r in batch.records)
+            self._core(self.core.archived, batch)
         self.fenced.update(fx.fences)
         for d in fx.dispatches:
             if d.warm:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, is_dataclass
-from typing import Any
-
-from etcd3.client import MultiEndpointEtcd3Client
+from typing import TYPE_CHECKING, Any
 
 from corral.base.etcd import prefix_json
 from corral.base.keys import Keys
 from corral.scheduler.core.effects import Effects
+
+if TYPE_CHECKING:
+    from etcd3.client import MultiEndpointEtcd3Client
 
 MAX_OPS = 100  # etcd's default --max-txn-ops is 128
 MAX_BYTES = 1 << 20  # etcd's default request limit is 1.5 MiB
@@ -84,6 +85,8 @@ def etcd_writes(fx: Effects, keys: Keys, extra: dict[str, Any] | None = None) ->
         out[keys.session(name)] = record
     for task_id, task in fx.tasks.items():
         out[keys.task(task_id)] = task
+    for name in fx.chunks:
+        out[keys.done(name)] = None
     if extra:
         out.update(extra)
     return out

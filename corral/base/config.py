@@ -40,13 +40,15 @@ class Settings:
     node_stable: float = 10.0
     quarantine_after: int = 3
     idle_grace: float = 2.0
-    task_retention: float = 86400.0
+    task_retention: float = 86400.0  # finished tasks stay in the history store this long
+    history: str = ""  # the history store: empty for Redis, else an SQLAlchemy URL
+    dedup_window: float = 600.0  # finished ids the leader knows without asking the history store
     result_ttl: int = 7 * 24 * 3600
     worker_events: bool = False  # Celery task events, for Flower
     worker_log_level: str = "WARNING"  # GPU workers' Celery log level (INFO logs every task)
     batch_max: int = 32  # most tasks per GPU-queue message (M11); 1 turns batching off
     batch_seconds: float = 0.05  # work one batched message should carry
-    etcd_history: float = 300.0  # seconds of etcd revision history the leader keeps
+    etcd_history: float = 60.0  # seconds of etcd revision history the leader keeps
     checkpoint_every: float = 600.0  # the leader asks running tasks for a checkpoint (0: never)
     max_live_tasks: int = 100_000  # unfinished tasks in etcd past which new work is refused
     etcd_quota: int = 2 * 1024**3  # etcd's space quota in bytes (--quota-backend-bytes)

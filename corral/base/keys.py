@@ -44,6 +44,10 @@ class Keys:
     def task(self, task_id: str = "") -> str:
         return f"{self.root}tasks/{task_id}"
 
+    def done(self, chunk: str = "") -> str:
+        """Ids of tasks moved to the history store, with their summaries (the dedup window)."""
+        return f"{self.root}done/{chunk}"
+
 
 def gpu_queue(node: str, index: int) -> str:
     """Name of the Celery queue that feeds one GPU's worker."""

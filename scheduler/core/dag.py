@@ -49,7 +49,7 @@ class Dag:
             if task.state != SUCCEEDED:
                 return task.state, None
             return SUCCEEDED, next(a.id for a in reversed(task.attempts) if a.state == SUCCEEDED)
-        summary = self.retired.get(task_id)
+        summary = self.retired.get(task_id) or self.recalled.get(task_id)
         if summary is None:
             return None, None
         retired = read_retired(summary)

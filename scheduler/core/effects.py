@@ -30,6 +30,7 @@ class Effects:
     gpu_health: dict[GpuKey, dict[str, Any]] = field(default_factory=dict)
     node_health: dict[str, dict[str, Any]] = field(default_factory=dict)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chunks: dict[str, None] = field(default_factory=dict)  # done/<name> chunks that expired
     fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
     unfences: list[str] = field(default_factory=list)  # attempt ids of deleted records: fences go
     checkpoint_requests: list[str] = field(default_factory=list)  # task ids asked for a checkpoint
@@ -40,13 +41,13 @@ class Effects:
     def __bool__(self) -> bool:
         return bool(self.tasks or self.dispatches or self.acks or self.fences or self.plans
                     or self.gpu_health or self.node_health or self.sessions or self.unfences
-                    or self.checkpoint_requests or self.stale_checkpoints)
+                    or self.checkpoint_requests or self.stale_checkpoints or self.chunks)
 
     @property
     def writes(self) -> int:
         """How many etcd keys these effects write or delete."""
         return (len(self.tasks) + len(self.plans) + len(self.gpu_health) + len(self.node_health)
-                + len(self.sessions))
+                + len(self.sessions) + len(self.chunks))
 
     @property
     def redis(self) -> bool:

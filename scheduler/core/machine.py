@@ -43,7 +43,16 @@ from corral.scheduler.core.routing import Routing
 from corral.scheduler.core.state import LAZY_WRITE, RETIRE_AFTER, Policy, brief, touch
 from corral.scheduler.core.takeover import Takeover
 from corral.scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission
-from corral.scheduler.records import DISPATCHED, PENDING, RUNNING, SUCCEEDED, TASK_STATES, Task
+from corral.scheduler.records import (
+    DISPATCHED,
+    PENDING,
+    REJECTED,
+    RUNNING,
+    SUCCEEDED,
+    TASK_STATES,
+    Task,
+    retired_state,
+)
 
 log = logging.getLogger("corral.scheduler")
 
@@ -74,12 +83,12 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
                 self.admin(parsed, now)
             elif isinstance(parsed, Rejection):
                 self._reject(parsed, now)
-        elif self._known(parsed.task_id):
+        elif self._taken(parsed.task_id):
             log.info("task %s already exists; duplicate submission ignored", parsed.task_id)
         elif not self._admit():
             self._reject(Rejection(parsed.task_id, f"refused, submit again later: {self.refusal}",
                                    parsed.algorithm, parsed.session), now)
-        elif parsed.after and (unknown := [u for u in parsed.after.values() if not self._known(u)]):
+        elif parsed.after and (unknown := [u for u in parsed.after.values() if not self.known(u)]):
             self._reject(Rejection(parsed.task_id, f"'after' names unknown task(s) {', '.join(unknown)}: "
                                    "submit upstream tasks first", parsed.algorithm, parsed.session), now)
         else:
@@ -103,9 +112,32 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         if ack is not None:
             self.fx.acks.append(ack)
 
-    def _known(self, task_id: str) -> bool:
-        """Whether a task of this id exists (live, or finished and not yet compacted)."""
-        return task_id in self.tasks or task_id in self.retired
+    def known(self, task_id: str) -> bool:
+        """Whether a task of this id exists (live, finished within the dedup window, or
+        recalled from the history store)."""
+        return task_id in self.tasks or task_id in self.retired or task_id in self.recalled
+
+    def _taken(self, task_id: str) -> bool:
+        """Whether a submission of this id is a duplicate. A REJECTED task's id is free: a
+        producer refused by backpressure (or for a fixable reason) sends the same id again,
+        and the new record replaces the rejection."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            if task.state != REJECTED:
+                return True
+            del self.tasks[task_id]
+        else:
+            summary = self.retired.get(task_id) or self.recalled.get(task_id)
+            if summary is None:
+                return False
+            if retired_state(summary) != REJECTED:
+                return True
+            if self.retired.pop(task_id, None) is None:
+                del self.recalled[task_id]
+                return False  # counted in an earlier term
+            self.archiving.pop(task_id, None)
+        self.counts[REJECTED] -= 1
+        return False
 
     def status(self, event: dict[str, Any], now: float, ack: Any) -> None:
         if ack is not None:

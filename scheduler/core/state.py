@@ -14,7 +14,7 @@ GpuKey = tuple[str, int]
 NO_GPUS: frozenset[GpuKey] = frozenset()
 MAX_EVENTS = 200
 LAZY_WRITE = 1.0  # seconds a RUNNING transition may wait to be written with the next change
-RETIRE_AFTER = 60.0  # seconds a finished task stays whole in memory before it is retired
+RETIRE_AFTER = 2.0  # seconds a finished task stays whole (in memory and etcd) before it moves
 OVERTAKEN_AFTER = 1.0  # seconds between two sends to one GPU that no clock skew reorders
 
 
@@ -27,7 +27,7 @@ class Policy:
     quarantine_after: int
     heartbeat_timeout: float
     idle_grace: float  # a shrinking session keeps its surplus GPUs this long
-    task_retention: float  # terminal task records are deleted after this long
+    dedup_window: float  # finished tasks' summaries are kept (in memory and etcd) this long
     batch_max: int  # most tasks in one GPU-queue message (M11); 1 turns batching off
     batch_seconds: float  # work one message should carry, by the measured run times
     checkpoint_every: float  # ask running tasks for a checkpoint this often (0: never)
@@ -42,7 +42,7 @@ class Policy:
         values: dict[str, Any] = {
             "depth": s.queue_depth, "quarantine_after": s.quarantine_after,
             "heartbeat_timeout": s.heartbeat * s.heartbeat_misses, "idle_grace": s.idle_grace,
-            "task_retention": s.task_retention, "batch_max": s.batch_max,
+            "dedup_window": min(s.dedup_window, s.task_retention), "batch_max": s.batch_max,
             "batch_seconds": s.batch_seconds, "checkpoint_every": s.checkpoint_every,
             "nodes": nh.NodePolicy(stable_after=s.node_stable),
             "max_live": s.max_live_tasks, "etcd_high_water": int(s.etcd_quota * s.etcd_high_water),

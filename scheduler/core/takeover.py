@@ -1,6 +1,8 @@
 """Takeover (M3, M6): a new leader rebuilds every piece of the core's state from etcd alone
-(task records, sessions, health, the plan), then reconciles it against the registered
-nodes (`nodes_changed`). A takeover is a reconcile, not a replay."""
+(task records, the `done/` chunks of the dedup window, sessions, health, the plan), then
+reconciles it against the registered nodes (`nodes_changed`). A takeover is a reconcile, not
+a replay: a finished record still in etcd (the last leader died before it moved it) is simply
+moved again."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 from corral.scheduler import gpu_health as gh
 from corral.scheduler import node_health as nh
 from corral.scheduler.core.state import Gpu
-from corral.scheduler.records import PENDING, RUNNING, Task, retire
+from corral.scheduler.records import PENDING, RUNNING, Task, retire, retired_state, unpack_done
 
 
 class Takeover:
@@ -23,6 +25,7 @@ class Takeover:
         node_health: dict[str, dict[str, Any]] | None = None,
         now: float = 0.0,
         plan: dict[str, dict[str, Any]] | None = None,
+        done: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Rebuild all state from etcd alone into a fresh Core; then feed it nodes_changed()."""
         assert not self.tasks, "load() fills a fresh Core"
@@ -40,8 +43,20 @@ class Takeover:
             self.serving.setdefault(data.get("session"), set()).add(gpu_key)
             self.plan_info[gpu_key] = data
             self.plan_generation = max(self.plan_generation, int(data.get("generation", 0)))
+        loaded = sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq)
+        in_etcd = {task.id for task in loaded}
+        for name, chunk in sorted((done or {}).items()):  # named by time: oldest first
+            for task_id, summary in unpack_done(chunk).items():
+                if task_id in in_etcd:
+                    continue  # a rejected id submitted again: its record in etcd is the truth
+                before = self.retired.pop(task_id, None)  # the later chunk's is the newer
+                if before is not None:
+                    self.counts[retired_state(before)] -= 1
+                self.retired[task_id] = summary
+                self.counts[retired_state(summary)] += 1
+            self.chunks[name] = float(chunk.get("newest", 0.0))
         finished, linking = [], []
-        for task in sorted((Task.from_dict(r) for r in records), key=lambda t: t.seq):
+        for task in loaded:
             self.counts[task.state] += 1
             self.seq = max(self.seq, task.seq)
             if task.terminal:
@@ -76,6 +91,7 @@ class Takeover:
                 self.busy[key] = len(messages)
         for task in sorted(finished, key=lambda t: t.last_change):  # oldest first, as compact() reads
             self.retired[task.id] = retire(task)
+            self.archiving[task.id] = task.to_dict()
         for task in linking:  # with every outcome known: wait, be queued, or be cancelled
             if self._link(task, now):
                 self.pending.setdefault(task.session, deque()).append(task.id)

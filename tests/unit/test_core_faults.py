@@ -258,7 +258,7 @@ def test_a_silent_worker_loses_its_task_to_another_gpu_after_one_timeout() -> No
 
 
 def test_a_deleted_record_takes_its_fences_with_it_so_the_id_can_be_used_again() -> None:
-    core = make(task_retention=100.0)
+    core = make(dedup_window=100.0)
     node, _ = running(core)
     core.admin(AdminRequest("node.drain", node), 1.5)
     report(core, "t", "failed", now=1.6, error=APP)  # moves: no retry on a drained node

@@ -2,7 +2,8 @@
 # corral's two commands, on a fresh Debian machine:
 #   ./dev.sh demo    start a local cluster, run 200 tasks through a session, print a summary, stop
 #   ./dev.sh test    ruff, then the whole test suite (unit, integration, chaos)
-# Each installs what it needs: etcd-server and redis-server (apt), a venv in .venv, the package.
+# Each installs what it needs: etcd-server, redis-server and chromium (apt), a venv in .venv,
+# the package.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -11,11 +12,13 @@ sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_missing=()
 [ -x /usr/bin/etcd ] || command -v etcd >/dev/null || apt_missing+=(etcd-server)
 command -v redis-server >/dev/null || apt_missing+=(redis-server)
+# The status page's test loads it in headless Chromium.
+command -v chromium >/dev/null || apt_missing+=(chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_missing+=(python3-venv)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing ${apt_missing[*]} (apt-get)" >&2
   sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >&2
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >&2
 fi
 
 python3 - <<'PY' || { echo "corral needs Python 3.11 or newer" >&2; exit 2; }

@@ -75,12 +75,14 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=200_000)
     parser.add_argument("--quota-mib", type=int, default=64)
     parser.add_argument("--window", type=int, default=5000)
+    parser.add_argument("--state-dir", help="keep the cluster's logs here (default: a temporary folder)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     quota = opts.quota_mib * 1024 * 1024
     settings = Settings(cluster="local", etcd_quota=quota)
     with tempfile.TemporaryDirectory(prefix="corral-etcd-bound-") as tmp:
-        cluster = LocalCluster(tmp, nodes=1, gpus=4, schedulers=3, flower=False, settings=settings).start()
+        cluster = LocalCluster(opts.state_dir or tmp, nodes=1, gpus=4, schedulers=3, flower=False,
+                               settings=settings).start()
         try:
             client = Client(cluster.settings)
             sampler = Sampler(cluster.settings)

@@ -118,7 +118,10 @@ def down(state_dir: Path = StateOpt) -> None:
 @app.command()
 def scheduler(
     id: str = typer.Option("", "--id", help="replica id (default: host-pid)"),
-    http_port: int = typer.Option(0, "--http-port", help="read-only HTTP endpoint (0: any free)"),
+    http_port: int = typer.Option(0, "--http-port",
+                                  help="read-only HTTP: status page, /metrics, /healthz (0: any free)"),
+    http_host: str = typer.Option("127.0.0.1", "--http-host",
+                                  help="address to serve HTTP on (0.0.0.0: every interface)"),
     etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
 ) -> None:
     """Run one scheduler replica (leader-elected)."""
@@ -129,7 +132,7 @@ def scheduler(
 
     sid = id or f"{socket.gethostname()}-{os.getpid()}"
     _logging(sid)
-    svc = Scheduler(_settings(etcd, broker, cluster), sid, http_port)
+    svc = Scheduler(_settings(etcd, broker, cluster), sid, http_port, http_host)
     signal.signal(signal.SIGTERM, lambda *_: svc.stop())
     signal.signal(signal.SIGINT, lambda *_: svc.stop())
     svc.serve()
@@ -151,6 +154,9 @@ def node(
     fault_file: Path | None = typer.Option(None, "--fault-file",
                                            help="JSON {index: reason}: simulated NVML health signals"),
     log_dir: Path = typer.Option(Path("logs"), "--log-dir"),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=0,
+                                            help="serve Prometheus /metrics here (0: any free port)"),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="address for /metrics"),
     etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
 ) -> None:
     """Run the node agent: register GPUs and keep one Celery worker per GPU."""
@@ -168,7 +174,7 @@ def node(
     except ValueError:
         _fail(f"--faulty-gpus takes GPU indexes like 0,2; got {faulty_gpus!r}")
     Agent(_settings(etcd, broker, cluster), name, discover(fake_gpus, faulty), log_dir,
-          fault_file).serve()
+          fault_file, metrics_port, metrics_host).serve()
 
 
 def _admin(action: str, node_name: str, gpu: int | None, etcd: str | None, broker: str | None,

@@ -316,7 +316,10 @@ class Client:
                 for task_id, raw in records.items():
                     take(task_id, raw)
                 absent = [t for t in waiting if t not in records]
-            if absent:  # moved to history already (or not yet recorded: the watch sees it come)
+            # Those absent moved to history already, or are not yet recorded (the watch sees
+            # them come). Many are looked up after the watch starts: the lookup may outlast
+            # the revision history etcd keeps, and a watch from a compacted revision fails.
+            if absent and few:
                 for task_id, record in zip(absent, self.finished(absent), strict=True):
                     settle(task_id, record)
             if not waiting:
@@ -328,6 +331,9 @@ class Client:
                 watches = [self.etcd.add_watch_prefix_callback(prefix, updates.put,
                                                                start_revision=revision + 1)]
             try:
+                if absent and not few:
+                    for task_id, record in zip(absent, self.finished(absent), strict=True):
+                        settle(task_id, record)
                 while waiting:
                     if progress is not None:
                         progress(len(done))
@@ -368,7 +374,7 @@ class Client:
         return out
 
     def status(self) -> dict[str, Any]:
-        from corral.status import cluster_status
+        from corral.base.status import cluster_status
 
         return self._read(lambda: cluster_status(self.etcd, self.keys))
 

@@ -216,11 +216,13 @@ class LocalCluster:
         data.mkdir(parents=True, exist_ok=True)
         # Persistence where it matters: an append-only file synced every second keeps the
         # queues, results and fences through a restart (at most about a second is lost).
-        args = [binary, "--port", str(port), "--bind", *self._listen(), "--save", "",
+        conf = data / "redis.conf"  # the password in a file only its owner reads, never argv
+        conf.write_text("".join(f"{k} {self.redis_password}\n" for k in ("requirepass", "masterauth"))
+                        if self.redis_password else "")
+        os.chmod(conf, 0o600)
+        args = [binary, str(conf), "--port", str(port), "--bind", *self._listen(), "--save", "",
                 "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data),
                 "--protected-mode", "yes"]
-        if self.redis_password:
-            args += ["--requirepass", self.redis_password, "--masterauth", self.redis_password]
         if primary is not None:
             args += ["--replicaof", "127.0.0.1", str(primary)]
         self._spawn("redis", name, args)
@@ -308,7 +310,8 @@ class LocalCluster:
     def start_node(self, name: str, gpus: int | None = None) -> Proc:
         gpus = self.n_gpus if gpus is None else gpus
         args = [sys.executable, "-m", "corral.cli", "node", "--name", name,
-                "--log-dir", str(self.dir / "logs"), "--fault-file", str(self.fault_file(name))]
+                "--log-dir", str(self.dir / "logs"), "--fault-file", str(self.fault_file(name)),
+                "--metrics-port", "0"]
         if gpus is not None:
             args += ["--fake-gpus", str(gpus)]
         faulty = [f.split(":", 1)[1] for f in self.faulty if f.split(":", 1)[0] == name]
@@ -323,10 +326,12 @@ class LocalCluster:
     def _start_flower(self) -> None:
         port = free_port()
         password = secrets.token_hex(8)
+        # Credentials through the environment (Flower reads FLOWER_<OPTION>), never argv:
+        # any local user can read a process's command line.
         self._spawn("flower", "flower", [
             sys.executable, "-m", "celery", "-A", "corral.tasks.worker", "flower",
-            f"--port={port}", "--address=127.0.0.1", f"--basic-auth=corral:{password}",
-        ], self.settings.to_env())
+            f"--port={port}", "--address=127.0.0.1",
+        ], {**self.settings.to_env(), "FLOWER_BASIC_AUTH": f"corral:{password}"})
         self.info["flower"] = f"http://127.0.0.1:{port}"
         self.info["flower_user"] = f"corral:{password}"
 
@@ -363,14 +368,25 @@ class LocalCluster:
         client = connect(self.settings)
         want_nodes = {p.name for p in self.procs if p.role == "node"}
 
-        def ready() -> bool:
+        def waiting_for() -> list[str]:
+            """What is not ready yet: a leader, a node, a GPU worker consuming its queue."""
             self._check_alive()
-            leader = get_json(client, keys.leader)
-            nodes = set(prefix_json(client, keys.node()))
-            return bool(leader) and want_nodes <= nodes
+            missing = [] if get_json(client, keys.leader) else ["a leader"]
+            nodes = prefix_json(client, keys.node())
+            for name in sorted(want_nodes):
+                info = nodes.get(name)
+                if info is None:
+                    missing.append(f"node {name}")
+                    continue
+                ready = set(info.get("ready") or ())
+                missing += [f"worker {name}:{g['index']}" for g in info.get("gpus", [])
+                            if g["index"] not in ready]
+            return missing
 
         try:
-            self._wait(ready, timeout, "cluster did not become ready (leader and every node)")
+            self._wait(lambda: not waiting_for(), timeout,
+                       "cluster did not become ready (a leader, every node, every GPU worker consuming)",
+                       waiting_for)
         finally:
             client.close()
 
@@ -380,13 +396,15 @@ class LocalCluster:
                 raise ClusterError(f"{p.name} exited; see {p.log}")
 
     @staticmethod
-    def _wait(pred: Any, timeout: float, what: str) -> None:
+    def _wait(pred: Any, timeout: float, what: str, missing: Any = None) -> None:
+        """Wait for `pred`; `missing()` names what is still missing, for the error."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if pred():
                 return
             time.sleep(0.1)
-        raise ClusterError(f"{what} within {timeout:.0f} s")
+        detail = f" (still waiting for: {', '.join(missing())})" if missing is not None else ""
+        raise ClusterError(f"{what} within {timeout:.0f} s{detail}")
 
     # ------------------------------------------------------------- stop
 

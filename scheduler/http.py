@@ -1,11 +1,22 @@
-"""A read-only HTTP endpoint per replica: liveness and role, for probes and `corral status`."""
+"""Each replica's HTTP port, read-only: `/healthz` (liveness and role, for probes and
+`corral status`), `/metrics` (Prometheus, metrics.py), `/api/status` (the `corral status
+--json` document) and `/`, the status page (status_page.html: its script polls
+`/api/status` every second, so any replica shows the leader's view, live). Nothing here changes state, so
+nothing here asks for credentials; bind it where your network policy wants it."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
+
+log = logging.getLogger("corral.scheduler")
+
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+PAGE = resources.files("corral.scheduler").joinpath("status_page.html").read_text()
 
 
 class StatusServer:
@@ -14,15 +25,30 @@ class StatusServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path not in ("/healthz", "/"):
-                    self.send_error(404, "only /healthz is served")
-                    return
-                body = json.dumps({"id": owner.sid, "role": owner.role}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                path = self.path.split("?", 1)[0]
+                try:
+                    if path == "/healthz":
+                        self._send(200, "application/json", json.dumps({"id": owner.sid, "role": owner.role}))
+                    elif path == "/metrics":
+                        self._send(200, PROMETHEUS, owner.metrics_text())
+                    elif path == "/api/status":
+                        self._send(200, "application/json", json.dumps(owner.status_document()))
+                    elif path in ("/", "/index.html"):
+                        self._send(200, "text/html; charset=utf-8", PAGE)
+                    else:
+                        self.send_error(404, "served: /, /api/status, /metrics, /healthz")
+                except Exception as exc:  # etcd away, say: say so, and keep serving
+                    log.warning("GET %s failed: %s", path, exc)
+                    self._send(503, "application/json", json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+
+            def _send(self, code: int, kind: str, body: str | bytes) -> None:
+                data = body.encode() if isinstance(body, str) else body
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from collections import deque
 
-EVERY = 10.0  # at most this many seconds between marks (and compactions)
-PRESSED_KEEP = 5.0  # seconds of history kept while etcd's file is past half the mark
+EVERY = 1.0  # at most this many seconds between marks (and compactions)
+PRESSED_KEEP = 2.0  # seconds of history kept while etcd's file is past half the mark
 DEFRAG_AT = 0.8  # share of the admission mark at which the leader defragments
 DEFRAG_EVERY = 60.0  # seconds between two defragmentations at least
 

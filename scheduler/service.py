@@ -22,9 +22,10 @@ import redis
 from corral.base import broker, checkpoints, fence
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
-from corral.base.etcd import connect, prefix_json
+from corral.base.etcd import connect, get_json, prefix_json
 from corral.base.history import HistoryError, open_history
 from corral.base.keys import BLOB, BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
+from corral.base.status import cluster_status
 from corral.scheduler import heap, revisions
 from corral.scheduler.core import Core, Effects, Policy
 from corral.scheduler.core.lifecycle import Archive
@@ -32,6 +33,7 @@ from corral.scheduler.election import Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
 from corral.scheduler.ingress import Rejection, Submission, read, readable, unidentified
+from corral.scheduler.metrics import Metrics
 from corral.scheduler.mirror import Mirror
 from corral.scheduler.store import Fenced, Store, etcd_writes
 from corral.scheduler.wire import encode_task
@@ -45,7 +47,8 @@ ARCHIVE_CHUNKS = 8  # moves to the history store per tick at most (99 tasks each
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, sid: str, http_port: int = 0) -> None:
+    def __init__(self, settings: Settings, sid: str, http_port: int = 0,
+                 http_host: str = "127.0.0.1") -> None:
         self.settings = settings
         self.sid = sid
         self.keys = Keys(settings.cluster)
@@ -63,7 +66,8 @@ class Scheduler:
         self.inbound: Inbound | None = None
         self.token: int | None = None
         self.stopping = threading.Event()
-        self.http = StatusServer(self, http_port)
+        self.http = StatusServer(self, http_port, http_host)
+        self.metrics = Metrics(sid)
         self._last_summary = 0.0
         self._owed: Effects | None = None  # Redis work of committed ticks, while Redis is away
         self._summary_last: dict[str, Any] = {}
@@ -183,6 +187,21 @@ class Scheduler:
                 log.warning("defragmenting etcd member %s:%d failed: %s", host, port, exc)
             finally:
                 member.close()
+
+    # ----------------------------------------------------------- HTTP reads
+
+    def metrics_text(self) -> bytes:
+        """Prometheus text: this replica's counters, and the cluster gauges from the leader's
+        summary (its own while it leads; the copy in etcd otherwise)."""
+        self.metrics.role = self.role
+        self.metrics.summary = (self._summary_last if self.token is not None
+                                else get_json(self.etcd, self.keys.summary) or {})
+        return self.metrics.render()
+
+    def status_document(self) -> dict[str, Any]:
+        """The `corral status --json` document, for the status page."""
+        return {"cluster": self.settings.cluster, "replica": self.sid,
+                **cluster_status(self.etcd, self.keys)}
 
     # ------------------------------------------------------------ the loop
 
@@ -318,6 +337,9 @@ class Scheduler:
         now = time.time()
         self.core.tick(now)
         fx = self.core.take_effects()
+        stats, latencies = self.core.take_stats()
+        if stats or latencies:
+            self.metrics.count(stats, latencies)
         extra: dict[str, Any] = {}
         if now - self._last_summary >= SUMMARY_EVERY:
             self._last_summary = now
@@ -431,6 +453,10 @@ class Scheduler:
             read(self.keys.done()),
         )
         self.core.nodes_changed(prefix_json(self.etcd, self.keys.node()), now)
+        last = get_json(self.etcd, self.keys.summary) or {}
+        self.core.recent.extend(e for e in last.get("recent", []) if isinstance(e, dict))
+        self.core._note(now, "takeover", f"{self.sid} leads (term {token})")
+        self.metrics.takeovers.inc()
         heap.settle()
         self._summary_last = {}
         self.inbound = Inbound(self.redis, self.sid, self.inbox)

@@ -27,6 +27,7 @@ from corral.base.keys import Keys, gpu_queue
 from corral.tasks import registry
 from corral.workers.gpus import GpuInfo
 from corral.workers.health import HealthMonitor
+from corral.workers.metrics import AgentMetrics
 
 log = logging.getLogger("corral.node")
 
@@ -49,7 +50,8 @@ class WorkerProcess:
 
 class Agent:
     def __init__(self, settings: Settings, name: str, gpus: list[GpuInfo], log_dir: Path,
-                 fault_file: Path | None = None) -> None:
+                 fault_file: Path | None = None, metrics_port: int | None = None,
+                 metrics_host: str = "127.0.0.1") -> None:
         self.settings = settings
         self.name = name
         self.gpus = gpus
@@ -62,6 +64,8 @@ class Agent:
         self.health = HealthMonitor(gpus, fault_file)
         self.faults: dict[int, str] = {}
         self.running = True
+        self.ready: list[int] = []  # GPUs whose worker consumes from its queue
+        self.metrics = AgentMetrics(name, metrics_port, metrics_host)
 
     def registration(self) -> dict[str, object]:
         return {
@@ -72,6 +76,8 @@ class Agent:
             "algorithms": registry.names(),
             "labels": {},
             "gpu_faults": {str(i): reason for i, reason in self.faults.items()},
+            "ready": self.ready,
+            "metrics": self.metrics.address,
             "since": time.time(),
         }
 
@@ -92,6 +98,8 @@ class Agent:
                 self._check_health()
                 self._follow_quarantine()
                 self._supervise()
+                self._follow_readiness()
+                self.metrics.update(self.workers, self.faults, self.ready)
                 time.sleep(self.ttl / 4)
         finally:
             self._shutdown()
@@ -143,6 +151,29 @@ class Agent:
                 worker.quarantined = False
                 worker.restarts, worker.next_start = 0, 0.0
 
+    def _ready_file(self, worker: WorkerProcess) -> Path:
+        return self.log_dir / f"{self.name}-gpu{worker.gpu.index}.ready"
+
+    def _follow_readiness(self) -> None:
+        """Which workers consume (each writes its pid to its ready file once its consumer
+        runs); the registration says so, and `corral up` waits for all of them."""
+        ready = []
+        for index, worker in sorted(self.workers.items()):
+            if worker.proc is None or worker.proc.poll() is not None:
+                continue
+            try:
+                if self._ready_file(worker).read_text().strip() == str(worker.proc.pid):
+                    ready.append(index)
+            except OSError:
+                continue
+        if ready != self.ready:
+            self.ready = ready
+            log.info("GPU workers consuming: %s", ready)
+            try:
+                self.etcd.put(self.keys.node(self.name), json.dumps(self.registration()), lease=self.lease)
+            except Exception as exc:
+                log.warning("cannot report ready workers: %s", exc)
+
     def _stop_worker(self, worker: WorkerProcess) -> None:
         if worker.proc is not None and worker.proc.poll() is None:
             worker.proc.send_signal(signal.SIGQUIT)
@@ -161,6 +192,7 @@ class Agent:
             if worker.proc is not None:
                 log.warning("worker for GPU %d exited with %s; restarting", worker.gpu.index,
                             worker.proc.returncode)
+                self.metrics.restarts.labels(str(worker.gpu.index)).inc()
                 worker.next_start = now + RESTART_BACKOFF[min(worker.restarts,
                                                               len(RESTART_BACKOFF) - 1)]
                 worker.restarts += 1
@@ -181,7 +213,9 @@ class Agent:
             CORRAL_GPU_MODEL=gpu.model,
             CORRAL_GPU_SIMULATED="1" if gpu.simulated else "0",
             CORRAL_FAULTY="1" if gpu.faulty else "0",
+            CORRAL_READY_FILE=str(self._ready_file(worker)),
         )
+        self._ready_file(worker).unlink(missing_ok=True)
         cmd = [
             sys.executable, "-m", "celery", "-A", "corral.tasks.worker", "worker",
             "-Q", gpu_queue(self.name, gpu.index), "-c", "1", "-P", "prefork",

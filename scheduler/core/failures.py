@@ -33,6 +33,8 @@ class Failures:
         self.seen.pop(task.id, None)
         self._event(task, at, "failed", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu,
                     error=f"{error.get('type')}: {error.get('message')}")
+        self._note(at, "attempt_failed", f"{task.id}: {error.get('type')}: {str(error.get('message'))[:200]}",
+                   node=attempt.node, gpu=attempt.gpu)
         key = (attempt.node, attempt.gpu)
         died = error.get("type") == WORKER_LOST
         if not died:  # a worker that died is no evidence against its GPU (NVML faults are)
@@ -42,6 +44,7 @@ class Failures:
         if died and self._poisoned(task, at):
             return
         if isinstance(decision, retry.LocalRetry) and may_stay and self._usable(key):
+            self.stats["retry_local"] += 1
             if decision.wait > 0:
                 self._retry_later(task, key, now + decision.wait, at)
             else:
@@ -64,6 +67,7 @@ class Failures:
 
     def _move(self, task: Task, at: float, avoid: frozenset[GpuKey]) -> None:
         task.current_attempt = None
+        self.stats["reassigned"] += 1
         self._set_state(task, PENDING)
         self.urgent.add(task.id)
         self._constrain(task)
@@ -95,6 +99,7 @@ class Failures:
         task.reason = reason
         self._set_state(task, FAILED)
         self._event(task, at, "gave-up", reason=reason)
+        self._note(at, "task_failed", f"{task.id}: {reason}"[:300])
 
     def _constrain(self, task: Task) -> None:
         failed = [a for a in task.attempts if a.state == FAILED]

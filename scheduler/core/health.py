@@ -68,6 +68,7 @@ class Health:
                 after = nh.on_lost(health, now, self.policy.nodes)
                 self._set_node(name, after)
                 log.warning("node %s lost (%s)", name, after.reason)
+                self._note(now, "node_lost", str(after.reason), node=name)
                 for key in [k for k in self.gpus if k[0] == name]:
                     self._drop_gpu(key, now, f"node {name} was lost")
 
@@ -157,6 +158,7 @@ class Health:
         self.fx.gpu_health[key] = after.to_dict()
         if after.state == gh.QUARANTINED and (before is None or before.state != gh.QUARANTINED):
             log.warning("GPU %s:%d quarantined: %s", key[0], key[1], after.reason)
+            self._note(now, "quarantine", str(after.reason), node=key[0], gpu=key[1])
             gpu = self.gpus.get(key)
             for task_id in sorted(gpu.outstanding if gpu else (), key=lambda t: self.tasks[t].seq):
                 attempt = self.tasks[task_id].live_attempt

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.scheduler.core.state import MAX_EVENTS, stale
+from corral.scheduler.core.stats import rejection_kind
 from corral.scheduler.ingress import Rejection
 from corral.scheduler.records import (
     REJECTED,
@@ -98,6 +99,7 @@ class Lifecycle:
 
     def _reject(self, rejection: Rejection, now: float) -> None:
         log.warning("rejected ingress message %s: %s", rejection.task_id or "(no id)", rejection.reason)
+        self.stats["rejected:" + rejection_kind(rejection.reason)] += 1
         if rejection.task_id is None or self.known(rejection.task_id):
             return
         task = Task(id=rejection.task_id, session=rejection.session or "",

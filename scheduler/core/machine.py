@@ -19,6 +19,7 @@ owns (its `_init` method declares it):
 | `dag.py` | tasks that wait for upstream tasks (M9) |
 | `checkpoints.py` | the latest checkpoint of a task, periodic requests (M2) |
 | `admission.py` | backpressure: new work refused, with a reason, past the live-task or etcd mark |
+| `stats.py` | counts, latencies and recent notable events, for metrics and the status page |
 | `takeover.py` | rebuilding all of it from etcd alone (M3, M6) |
 """
 
@@ -41,6 +42,7 @@ from corral.scheduler.core.liveness import Liveness
 from corral.scheduler.core.plan import Planning
 from corral.scheduler.core.routing import Routing
 from corral.scheduler.core.state import LAZY_WRITE, RETIRE_AFTER, Policy, brief, touch
+from corral.scheduler.core.stats import Stats
 from corral.scheduler.core.takeover import Takeover
 from corral.scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission
 from corral.scheduler.records import (
@@ -60,7 +62,7 @@ CLOCK_SKEW = 86400.0  # a worker's time further from the leader's than this is n
 
 
 class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Admission,
-           Takeover):
+           Stats, Takeover):
     def __init__(self, policy: Policy | None = None, writer: str = "") -> None:
         self.writer = writer  # recorded in every event: which replica decided it
         self.policy = policy or Policy.from_settings()
@@ -69,7 +71,8 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         self.fx = Effects()
         self._next_liveness_check = 0.0
         self._next_compaction = 0.0
-        for part in (Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Admission):
+        for part in (Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Admission,
+                     Stats):
             part._init(self)
 
     # ------------------------------------------------------------------ inputs
@@ -179,6 +182,8 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
             touch(self.seen, task.id, now)
             if attempt.state == DISPATCHED:
                 attempt.state, attempt.started = RUNNING, at
+                if len(task.attempts) == 1:
+                    self.latencies.append(("start", max(0.0, at - task.submitted)))
                 self._set_state(task, RUNNING)
                 self._checkpoint_later(task.id, now)
                 # Deferred: a short task's next write (its outcome) carries this event too.
@@ -250,4 +255,5 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
                  "outstanding": len(self.gpus[k].outstanding) if k in self.gpus else 0}
                 for k in sorted(set(self.gpus) | set(self.gpu_health))
             ],
+            "recent": list(self.recent),
         }

@@ -98,6 +98,8 @@ class Routing:
                   bundle: str | None = None) -> dict[str, Any]:
         """A new attempt on `gpu`; sent as its own message unless part of a bundle."""
         number = len(task.attempts) + 1
+        if number == 1:
+            self.latencies.append(("route", now - task.submitted))
         urgent = task.id in self.urgent
         if ahead is None:
             ahead = bundle is None and urgent

@@ -1,4 +1,5 @@
-"""`corral status`: the cluster as one JSON document (docs/contracts.md, CLI), read from etcd."""
+"""`corral status`: the cluster as one JSON document (docs/contracts.md, CLI), read from etcd;
+the schedulers' status page shows the same document."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def cluster_status(etcd: Any, keys: Keys) -> dict[str, Any]:
         "tasks": summary.get(
             "tasks", {"pending": 0, "queued": 0, "running": 0, "succeeded": 0, "failed": 0}
         ),
+        "admission": summary.get("admission", {"open": True}),
+        "recent": summary.get("recent", []),
     }
 
 

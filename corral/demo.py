@@ -50,9 +50,15 @@ def run_demo(tasks: int = 200, gpus: int = 4, state_dir: Path = Path(".corral-de
     try:
         client = Client(cluster.settings)
         st = client.status()
-        console.print(f"cluster ready in {time.monotonic() - started:.1f} s; leader "
-                      f"{st['leader']['id']}; Flower at {cluster.info.get('flower')} "
-                      f"(user {cluster.info.get('flower_user')})")
+        page = next(r["address"] for r in st["schedulers"] if r["role"] == "leader")
+        console.print(f"cluster ready in {time.monotonic() - started:.1f} s (every GPU worker consuming); "
+                      f"leader {st['leader']['id']}; status page and /metrics at {page}/ ; Flower at "
+                      f"{cluster.info.get('flower')} (user and password in {state_dir}/cluster.json)")
+        t0 = time.monotonic()
+        cold = client.map("corral.echo", [{"cold": i} for i in range(20)])
+        client.wait(cold, timeout=120)
+        console.print(f"cold start: the first 20 tasks in {time.monotonic() - t0:.2f} s "
+                      "(a session opened, its GPUs planned, first messages)")
         t0 = time.monotonic()
         with client.session("demo", fixed_workers=1, share_ratio=1.0) as session:
             handles = session.map("corral.echo", [{"i": i} for i in range(tasks)])
@@ -69,7 +75,7 @@ def run_demo(tasks: int = 200, gpus: int = 4, state_dir: Path = Path(".corral-de
         per_gpu = Counter(
             f"{r['attempts'][-1]['node']}:{r['attempts'][-1]['gpu']}" for r in records.values()
         )
-        console.print(f"{tasks} corral.echo tasks in {elapsed:.2f} s ({tasks / elapsed:.0f} tasks/s)")
+        console.print(f"warm: {tasks} corral.echo tasks in {elapsed:.2f} s ({tasks / elapsed:.0f} tasks/s)")
         table = Table("GPU", "tasks", title="where they ran")
         for gpu, n in sorted(per_gpu.items()):
             table.add_row(gpu, str(n))

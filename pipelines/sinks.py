@@ -93,9 +93,10 @@ def _write_sql(sink: Sink, url: str, run: str, item: int, rows: Rows) -> None:
         t = table(sink, metadata)
         try:
             metadata.create_all(engine, checkfirst=True)
-        except sa.exc.OperationalError:
+        except sa.exc.DBAPIError:
             # Another worker made it between our check and our CREATE (two items' sinks at
-            # once on different GPUs): then it is there; anything else is a real error.
+            # once on different GPUs; SQLite says OperationalError, PostgreSQL a unique
+            # violation): then it is there; anything else is a real error.
             if not sa.inspect(engine).has_table(sink.table):
                 raise
         _TABLES[cached] = t

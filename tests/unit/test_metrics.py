@@ -76,3 +76,31 @@ def test_rejection_reasons_fall_into_few_labels() -> None:
     assert rejection_kind("refused, submit again later: etcd is full") == "backpressure"
     assert rejection_kind("unknown algorithm 'x'") == "unknown_algorithm"
     assert rejection_kind("something else entirely") == "invalid"
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    from corral.workers.metrics import AgentMetrics
+
+    m = Metrics("s1")
+    m.count({"retry_local": 1, "reassigned": 1, "quarantine": 1, "node_lost": 1, "task_failed": 1,
+             "attempt_failed": 1, "rejected:invalid": 1}, [("route", 0.1), ("start", 0.1)])
+    m.takeovers.inc()
+    core = make(ONE_NODE)
+    submit(core, "t")
+    m.summary = core.summary()  # a session, a GPU and a node to show
+    agent = AgentMetrics("n", None)
+    agent.restarts.labels("0").inc()
+    agent.up.labels("0").set(1)
+    agent.ready.labels("0").set(1)
+    from prometheus_client import generate_latest
+
+    exported = {s.name for text in (m.render(), generate_latest(agent.registry))
+                for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+    dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana/corral-dashboard.json").read_text())
+    asked = {name for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"corral_[a-z_]+", target["expr"])}
+    assert asked and asked <= exported, asked - exported

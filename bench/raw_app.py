@@ -19,3 +19,9 @@ app.conf.update(
 @app.task(name="raw.echo")
 def echo(args: dict) -> dict:
     return {"started": time.time(), "args": args}
+
+
+@app.task(name="raw.sleep")
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds

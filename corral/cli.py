@@ -81,8 +81,9 @@ def up(
     except ClusterError as exc:
         _fail(str(exc))
     info = lc.info
-    typer.echo(f"corral cluster up: etcd {info['etcd']}, broker {info['broker']}, "
-               f"flower {info.get('flower', '-')} (user {info.get('flower_user', '-')})")
+    typer.echo(f"corral cluster up, every GPU worker consuming: etcd {info['etcd']}, "
+               f"broker {info['broker']}, flower {info.get('flower', '-')} "
+               f"(user {info.get('flower_user', '-')})")
     typer.echo(f"state in {lc.dir}/cluster.json; use these settings:")
     shown = {"CORRAL_ETCD", "CORRAL_BROKER", "CORRAL_CLUSTER"}
     if redis_ha:

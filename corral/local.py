@@ -54,6 +54,20 @@ def require_binary(name: str, package: str) -> str:
     return path
 
 
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url` (any status: 401 is an answer)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
     try:
         os.killpg(pid, sig)
@@ -381,12 +395,32 @@ class LocalCluster:
                 ready = set(info.get("ready") or ())
                 missing += [f"worker {name}:{g['index']}" for g in info.get("gpus", [])
                             if g["index"] not in ready]
+            if self.info.get("flower") and not _answers(self.info["flower"]):
+                missing.append("Flower")  # its start-up takes a core for seconds: not during the first tasks
             return missing
 
         try:
             self._wait(lambda: not waiting_for(), timeout,
                        "cluster did not become ready (a leader, every node, every GPU worker consuming)",
                        waiting_for)
+            gpus = sum(len(info.get("gpus", [])) for info in prefix_json(client, keys.node()).values())
+        finally:
+            client.close()
+        self._warm_up(gpus, timeout)
+
+    def _warm_up(self, gpus: int, timeout: float) -> None:
+        """A few `corral.echo` tasks through the whole path (ingress, the leader, the GPU
+        queues, the status stream) in the default session: the leader then knows the echo's
+        run time (a user's first small tasks are batched at once), the default session is
+        open and every connection is made. `corral up` returns after it."""
+        if not gpus:
+            return
+        from corral.client import Client
+
+        client = Client(self.settings)
+        try:
+            client.wait(client.map("corral.echo", [{"warm-up": i} for i in range(8 * gpus)]),
+                        timeout=timeout)
         finally:
             client.close()
 

@@ -32,6 +32,7 @@ class SessionSpec:
     max_workers: int | None = None
     priority: int = 0
     opened: float = 0.0
+    keeps_surplus: bool = True  # False once closed: a closed session's idle GPUs move at once
     order: tuple[int, float, str] = field(init=False, repr=False, compare=False)  # who goes first
 
     def __post_init__(self) -> None:
@@ -239,12 +240,13 @@ def changes(
     if owned is None:
         owned = invert(current, gpus)
     names = {s.name for s in sessions}
+    closed = {s.name for s in sessions if not s.keeps_surplus}
     have = {name: len(keys) for name, keys in owned.items() if name in names and keys}
     fair = shares(len(gpus), sessions, demand, reserve=reserve)
     since: dict[str, float] = {}
     held: dict[str, int] = {}
     for name, n in have.items():
-        if fair.get(name, 0) < n:
+        if fair.get(name, 0) < n and name not in closed:
             started = state.surplus_since.get(name, now)
             if now - started < grace:
                 since[name] = started

@@ -175,11 +175,10 @@ class Lifecycle:
             retired = read_retired(summary)
             if retired.ended >= cutoff:
                 break
-            old.append((task_id, retired))
+            if task_id not in self.archiving:  # not moved yet (the history store is away): kept
+                old.append((task_id, retired))
         for task_id, retired in old:
             del self.retired[task_id]
-            if self.archiving.pop(task_id, None) is not None:
-                self.fx.tasks[task_id] = None  # never moved (the history store was away): it expires here
             # Its fences go: a message of its attempts that comes this late finds none and
             # does not run (only what the leader issued runs).
             self.fx.unfences.extend(retired.attempts)

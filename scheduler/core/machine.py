@@ -222,7 +222,7 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
             self._flush_lazy(now)
             self._retire(now - RETIRE_AFTER)
         if now >= self._next_compaction:
-            self._next_compaction = now + 30.0
+            self._next_compaction = now + min(30.0, self.policy.dedup_window / 2)
             self.compact(now)
         self.route(now)
 

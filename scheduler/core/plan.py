@@ -111,7 +111,8 @@ class Planning:
                 name, int(_number(rec, "fixed_workers", 0)) if rec.get("state") == "open" else 0,
                 max(_number(rec, "share_ratio", 1.0), 1e-6),
                 int(max_workers) if type(max_workers) is int else None,
-                int(_number(rec, "priority", 0)), _number(rec, "opened", 0.0)))
+                int(_number(rec, "priority", 0)), _number(rec, "opened", 0.0),
+                keeps_surplus=rec.get("state") == "open"))
         return sorted(specs, key=lambda s: s.order)
 
     def _session(self, req: SessionRequest, now: float) -> None:

@@ -41,6 +41,13 @@ def submit(core: Core, tid: str, algorithm: str = "a", session: str = "s", *, lo
                            after=after), now, ack)
 
 
+def move_finished(core: Core, now: float) -> None:
+    """Retire what has finished and move it to history, as the shell would (every move confirmed)."""
+    core.tick(now)
+    while (batch := core.archive_batch(now)) is not None:
+        core.archived(batch)
+
+
 def report(core: Core, tid: str, kind: str, now: float = 2.0, **extra: Any) -> None:
     """A status event of the task's current attempt, as its worker sends it."""
     attempt = core.tasks[tid].attempts[-1]

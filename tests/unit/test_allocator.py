@@ -65,6 +65,14 @@ def test_surplus_is_kept_for_the_idle_grace_then_returned() -> None:
     assert counts(plan) == {"A": 8}
 
 
+def test_a_closed_session_keeps_no_surplus_its_gpus_move_at_once() -> None:
+    a, b = SessionSpec("A", ratio=1, opened=1), SessionSpec("B", ratio=3, opened=2)
+    plan, state = allocate(GPUS, [a, b], {"A": BACKLOG, "B": BACKLOG}, {}, {}, AllocState(), 0.0, 2.0)
+    closed = SessionSpec("B", ratio=3, opened=2, keeps_surplus=False)
+    plan, state = allocate(GPUS, [a, closed], {"A": BACKLOG, "B": 0}, plan, {}, state, 1.0, 2.0)
+    assert counts(plan) == {"A": 8}
+
+
 def test_the_same_input_gives_the_same_plan() -> None:
     sessions = [SessionSpec("A", fixed=1, ratio=2), SessionSpec("B", ratio=1)]
     demand = {"A": 5, "B": 9}

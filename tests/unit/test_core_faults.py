@@ -6,7 +6,7 @@ from corral.scheduler.core import Core
 from corral.scheduler.ingress import AdminRequest
 from corral.scheduler.node_health import NodePolicy
 
-from .harness import APP, DEVICE, TWO_NODES, make, policy, report, running, sent, submit, where
+from .harness import APP, DEVICE, TWO_NODES, make, move_finished, policy, report, running, sent, submit, where
 
 
 def test_a_local_retry_is_a_new_attempt_the_leader_sends_to_the_same_gpu_ahead_of_others() -> None:
@@ -265,6 +265,7 @@ def test_a_deleted_record_takes_its_fences_with_it_so_the_id_can_be_used_again()
     core.route(2.0)
     report(core, "t", "started", now=2.1)
     report(core, "t", "succeeded", now=2.2, result_ref="r")
+    move_finished(core, 10.0)
     core.take_effects()
     assert core.compact(300.0) == 1
     assert sorted(core.take_effects().unfences) == ["t.a1", "t.a2"]

@@ -19,7 +19,7 @@ from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
 from corral.base.etcd import get_json, prefix_json, snapshot
-from corral.base.history import HistoryStore, open_history
+from corral.base.history import HistoryError, HistoryStore, open_history
 from corral.base.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 from corral.base.retry import RetryPolicy as Retry
 
@@ -28,6 +28,7 @@ MAP_BATCH = 200  # tasks per ingress message from map()
 MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
 FEW = 32  # up to this many tasks, wait() watches their own keys rather than the task prefix
 ADMISSION_EVERY = 0.5  # seconds a client trusts its last reading of the cluster's admission
+HISTORY_PATIENCE = 60.0  # seconds a read of the history store is retried (a Redis failover takes ~6)
 
 
 class TaskFailed(Exception):
@@ -247,11 +248,21 @@ class Client:
         record = self._read(lambda: get_json(self.etcd, self.keys.task(task_id)))
         return record if record is not None else self.finished([task_id])[0]
 
-    def finished(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
-        """Records of tasks in the history store, in one round trip (None where absent)."""
+    def finished(self, task_ids: list[str],
+                 patience: float = HISTORY_PATIENCE) -> list[dict[str, Any] | None]:
+        """Records of tasks in the history store, in one round trip (None where absent). A
+        store that does not answer (Redis failing over, say) is asked again for `patience`
+        seconds before its HistoryError is raised."""
         if self._history is None:
             self._history = open_history(self.settings, self._blob_store().redis)
-        return self._history.get_many(task_ids)
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._history.get_many(task_ids)
+            except HistoryError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
 
     def _blob_store(self) -> BlobStore:
         if self._blobs is None:

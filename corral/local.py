@@ -412,8 +412,9 @@ class LocalCluster:
         """A few `corral.echo` tasks through the whole path (ingress, the leader, the GPU
         queues, the status stream) in the default session: the leader then knows the echo's
         run time (a user's first small tasks are batched at once), the default session is
-        open and every connection is made. `corral up` returns after it."""
-        if not gpus:
+        open and every connection is made. `corral up` returns after it. Not with simulated
+        faulty GPUs: it would quarantine them before anyone watches that happen."""
+        if not gpus or self.faulty:
             return
         from corral.client import Client
 

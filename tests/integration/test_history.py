@@ -155,6 +155,7 @@ def test_past_the_dedup_window_the_history_store_still_knows_an_id(short_window:
     first = client.submit("corral.echo", {"v": "first"}, task_id="old-one")
     client.wait([first], timeout=30)
     keys = Keys(short_window.settings.cluster)
+    wait_until(lambda: moved(short_window, ["old-one"]), 30, "the record to leave etcd")
     wait_until(lambda: not in_etcd(short_window, keys.done()), 30, "the dedup window to pass it")
     client.submit("corral.echo", {"v": "again"}, task_id="old-one")  # a duplicate, found in history
     down = client.submit("corral.echo", {"v": "down"}, after=["old-one"])  # its upstream, from history

@@ -54,6 +54,9 @@ def require_binary(name: str, package: str) -> str:
     return path
 
 
+WARM_UP_SESSION = "corral-warm-up"
+
+
 def _answers(url: str) -> bool:
     """Whether an HTTP server answers at `url` (any status: 401 is an answer)."""
     import urllib.error
@@ -410,18 +413,19 @@ class LocalCluster:
 
     def _warm_up(self, gpus: int, timeout: float) -> None:
         """A few `corral.echo` tasks through the whole path (ingress, the leader, the GPU
-        queues, the status stream) in the default session: the leader then knows the echo's
-        run time (a user's first small tasks are batched at once), the default session is
-        open and every connection is made. `corral up` returns after it. Not with simulated
-        faulty GPUs: it would quarantine them before anyone watches that happen."""
+        queues, the status stream) in a session of their own, closed after (its GPUs move at
+        once): the leader then knows the echo's run time (a user's first small tasks are
+        batched at once) and every connection is made. `corral up` returns after it. Not
+        with simulated faulty GPUs: it would quarantine them before anyone watches."""
         if not gpus or self.faulty:
             return
         from corral.client import Client
 
         client = Client(self.settings)
         try:
-            client.wait(client.map("corral.echo", [{"warm-up": i} for i in range(8 * gpus)]),
-                        timeout=timeout)
+            with client.session(WARM_UP_SESSION) as session:
+                client.wait(session.map("corral.echo", [{"warm-up": i} for i in range(8 * gpus)]),
+                            timeout=timeout)
         finally:
             client.close()
 

@@ -153,7 +153,7 @@ def read_retired(summary: Retired) -> RetiredTask:
 
 
 # A chunk of the dedup window (`done/<name>` in etcd): the retired summaries of tasks whose
-# records moved to the history store in one step, compressed (about 30 bytes a task), so
+# records moved to the history store in one step, compressed (about 15 bytes a task), so
 # that a new leader knows every id still in the window without reading the history store.
 _ID = "\x1d"
 

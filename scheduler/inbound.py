@@ -16,6 +16,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +29,7 @@ log = logging.getLogger("corral.inbound")
 
 GROUP = "corral-leader"
 BATCH = 512
+TRIM_EVERY = 5.0  # seconds between trims of the status stream to what is not yet acknowledged
 PROCESSING = INGRESS_QUEUE + ".processing."
 
 # KEYS: the ingress lists in priority order, then the processing list. ARGV[1]: batch size.
@@ -73,6 +75,7 @@ class Inbound:
         self._restore = client.register_script(_RESTORE)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._next_trim = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -147,6 +150,9 @@ class Inbound:
         # that history is empty, only new entries (">").
         cursor: str | bytes = "0"
         while not self._stop.is_set():
+            if time.monotonic() >= self._next_trim:
+                self._next_trim = time.monotonic() + TRIM_EVERY
+                self._trim()
             try:
                 reply = self.r.xreadgroup(GROUP, self.sid, {STATUS_QUEUE: cursor}, count=BATCH,
                                           block=None if cursor != ">" else 50)
@@ -204,3 +210,18 @@ class Inbound:
             if entries:
                 pipe.xack(STATUS_QUEUE, GROUP, *entries)
             pipe.execute()
+
+    def _trim(self) -> None:
+        """Drop the status entries every leader has acknowledged: the stream then holds what
+        is in flight, not its cap of a million (about 200 bytes each). Entries still pending
+        (a dead leader's, which the next one claims) and those not yet read are kept."""
+        try:
+            pending = self.r.xpending(STATUS_QUEUE, GROUP)
+            if pending["pending"]:
+                oldest = pending["min"]
+            else:
+                groups = {g["name"]: g for g in self.r.xinfo_groups(STATUS_QUEUE)}
+                oldest = groups[GROUP.encode() if GROUP.encode() in groups else GROUP]["last-delivered-id"]
+            self.r.xtrim(STATUS_QUEUE, minid=oldest, approximate=True)
+        except (redis.RedisError, KeyError) as exc:  # the next trim tries again
+            log.info("trimming the status stream skipped: %s", exc)

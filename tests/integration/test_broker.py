@@ -95,3 +95,10 @@ def test_an_outcome_the_broker_lost_is_recovered_and_the_task_counted_once(
     record = client.wait([h], timeout=120)[h.id]
     assert succeeded_once(record)
     assert record["attempts"][0]["error"]["type"] == "WorkerLost"  # taken as lost, then run again
+
+
+def test_the_status_stream_holds_only_what_is_in_flight(cluster: LocalCluster, client: Client) -> None:
+    broker = redis.Redis.from_url(cluster.settings.broker)
+    client.wait(client.map("corral.echo", [{"i": i} for i in range(3000)]), timeout=180)
+    # Each task adds about 2 entries; acknowledged ones are trimmed every few seconds.
+    wait_until(lambda: broker.xlen(STATUS_QUEUE) < 1000, 30, "the acknowledged entries to be trimmed")

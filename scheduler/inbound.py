@@ -8,6 +8,7 @@ dead or deposed leader had taken are handled at once, not after a visibility tim
 
 Status (`corral.status`, a Redis stream the workers append to): read through a consumer
 group and acknowledged in batches; a new leader claims every pending entry at takeover.
+Every 5 s the reader trims the stream below the oldest entry still pending or unread.
 """
 
 from __future__ import annotations

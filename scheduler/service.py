@@ -101,7 +101,7 @@ class Scheduler:
         self.stopping.set()
 
     def _elect(self) -> None:
-        lease = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2)))
+        lease = None  # granted in the loop: etcd may be slow or away when this replica starts
         key = self.keys.scheduler(self.sid)
         record = json.dumps({"id": self.sid, "address": self.http.address, "since": time.time()})
         last_reg = 0.0
@@ -109,7 +109,7 @@ class Scheduler:
             try:
                 now = time.monotonic()
                 if now - last_reg > 0.5:
-                    if not any(r.TTL > 0 for r in self.etcd.refresh_lease(lease.id)):
+                    if lease is None or not any(r.TTL > 0 for r in self.etcd.refresh_lease(lease.id)):
                         lease = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2)))
                     self.etcd.put(key, record, lease=lease)
                     last_reg = now
@@ -304,8 +304,9 @@ class Scheduler:
         """Ask the history store, in one round trip, about the ids these submissions name
         (their own and their upstream tasks') that the core does not know: one that finished
         before the dedup window is still a duplicate, or still an upstream with an outcome.
-        If the store cannot answer, those submissions are rejected with that reason (the
-        producer may send the same id again)."""
+        If the store cannot answer (Redis restarting, say), they are taken as new: the
+        window in memory still catches the duplicates of its last minutes, and refusing new
+        work for a store's blip would lose more than it guards."""
         known = self.core.known
         asked = {r.task_id for r in requests if type(r) is Submission and not known(r.task_id)}
         asked.update(u for r in requests if type(r) is Submission and r.after
@@ -316,9 +317,8 @@ class Scheduler:
         try:
             found = [r for r in self.history.get_many(ids) if r is not None]
         except HistoryError as exc:
-            return [Rejection(r.task_id, readable(f"{exc}: whether this id is new is unknown; "
-                                                  "submit it again"), r.algorithm, r.session)
-                    if type(r) is Submission and r.task_id in asked else r for r in requests]
+            log.warning("%s: %d id(s) taken as new without asking it", exc, len(ids))
+            return requests
         if found:
             self.core.recall(found)
         return requests

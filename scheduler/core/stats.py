@@ -19,7 +19,6 @@ _REJECTION_KINDS = (
     ("pickle", "not_json"),
     ("JSON", "not_json"),
     ("'after'", "bad_upstream"),
-    ("history store", "history_unavailable"),
     ("Redis failed", "store_failed"),
 )
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import zlib
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -184,6 +183,3 @@ def open_history(settings: Settings, redis_client: redis.Redis | None = None) ->
         return SqlHistory(settings)
     return RedisHistory(settings, redis_client)
 
-
-def expire_cutoff(settings: Settings, now: float | None = None) -> float:
-    return (time.time() if now is None else now) - settings.task_retention

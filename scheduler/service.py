@@ -26,7 +26,7 @@ from corral.base.etcd import connect, get_json, prefix_json
 from corral.base.history import HistoryError, open_history
 from corral.base.keys import BLOB, BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
 from corral.base.status import cluster_status
-from corral.scheduler import heap, revisions
+from corral.scheduler import heap, upkeep
 from corral.scheduler.core import Core, Effects, Policy
 from corral.scheduler.core.lifecycle import Archive
 from corral.scheduler.election import Election
@@ -88,7 +88,8 @@ class Scheduler:
         self.mirror.start()
         threading.Thread(target=self._elect, daemon=True, name="corral-election").start()
         threading.Thread(target=self._poll_nodes, daemon=True, name="corral-nodes").start()
-        threading.Thread(target=self._keep_etcd_small, daemon=True, name="corral-revisions").start()
+        threading.Thread(target=upkeep.keep_etcd_small, args=(self,), daemon=True,
+                         name="corral-revisions").start()
         log.info("scheduler %s up (http %s)", self.sid, self.http.address)
         try:
             self._loop()
@@ -142,51 +143,6 @@ class Scheduler:
             except Exception as exc:
                 log.warning("reading nodes failed: %s", exc)
             self.stopping.wait(NODE_POLL)
-
-    def _keep_etcd_small(self) -> None:
-        """While leading: compact etcd's revision history, defragment near the admission
-        mark (revisions.py), and expire old rows of an SQL history store."""
-        every = min(revisions.EVERY, max(0.5, self.settings.etcd_history / 4))
-        kept = revisions.Revisions(self.settings.etcd_history)
-        high = self.policy.etcd_high_water
-        last_defrag: float | None = None
-        next_expiry = 0.0
-        while not self.stopping.wait(every):
-            if self.token is None:
-                kept = revisions.Revisions(self.settings.etcd_history)  # a new term starts afresh
-                continue
-            try:
-                status = self.etcd.status()
-                db_bytes = int(status.db_size)
-                target = kept.mark(time.monotonic(), self.etcd.get_response(self.keys.leader).header.revision,
-                                   pressed=revisions.pressed(db_bytes, high))
-                if target is not None:
-                    self.etcd.compact(target)
-                    log.debug("etcd history compacted up to revision %d", target)
-                if target is not None and revisions.defrag_due(db_bytes, high, time.monotonic(), last_defrag):
-                    last_defrag = time.monotonic()
-                    self._defragment(db_bytes)
-                if time.monotonic() >= next_expiry:
-                    next_expiry = time.monotonic() + 60.0
-                    self.history.expire(time.time() - self.settings.task_retention)
-            except Exception as exc:  # compacted already, or etcd away: the next round retries
-                log.info("etcd upkeep skipped: %s", exc)
-
-    def _defragment(self, db_bytes: int) -> None:
-        """Defragment every etcd member, one at a time (revisions.py says why and when)."""
-        log.warning("etcd's file is %d bytes, near the admission mark (%d): defragmenting each member",
-                    db_bytes, self.policy.etcd_high_water)
-        for host, port in self.settings.etcd_endpoints:
-            member = connect(self.settings.with_(etcd=f"{host}:{port}"), timeout=60.0)
-            try:
-                started = time.monotonic()
-                member.defragment()
-                log.warning("etcd member %s:%d defragmented in %.0f ms: %d bytes", host, port,
-                            (time.monotonic() - started) * 1000, int(member.status().db_size))
-            except Exception as exc:
-                log.warning("defragmenting etcd member %s:%d failed: %s", host, port, exc)
-            finally:
-                member.close()
 
     # ----------------------------------------------------------- HTTP reads
 

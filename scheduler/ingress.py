@@ -53,10 +53,12 @@ class SessionRequest:
 
 @dataclass(frozen=True)
 class AdminRequest:
-    action: str  # gpu.quarantine | gpu.release | node.drain | node.undrain
-    node: str
+    action: str  # gpu.quarantine | gpu.release | node.drain | node.undrain | task.cancel | task.migrate
+    node: str  # "" for a task action
     gpu: int | None = None
     reason: str = ""
+    task_id: str | None = None  # a task action's task
+    move: bool = True  # node.drain: running work checkpoints and moves (False: it finishes there)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ class Rejection:
 
 
 Parsed = Submission | SessionRequest | AdminRequest | Rejection
-ADMIN_ACTIONS = ("gpu.quarantine", "gpu.release", "node.drain", "node.undrain")
+ADMIN_ACTIONS = ("gpu.quarantine", "gpu.release", "node.drain", "node.undrain", "task.cancel",
+                 "task.migrate")
+MAX_GANG = 64  # GPUs one task may ask for, all on one node
 MAX_BATCH = 10_000  # tasks in one `corral.submit` message of the batch form
 MAX_UPSTREAM = 64  # upstream tasks one task may wait for
 INPUT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
@@ -215,8 +219,8 @@ def _submission(kwargs: dict[str, Any], message_id: str | None,
         gpus = 1
     if type(gpus) is not int or gpus < 1:
         return reject(f"'gpus' must be a positive integer, got {short(gpus)}")
-    if gpus != 1:
-        return reject(f"'gpus': {gpus} asks for a multi-GPU task; this scheduler places 1 GPU per task")
+    if gpus > MAX_GANG:
+        return reject(f"'gpus': {gpus} is over {MAX_GANG}: a task's GPUs are all on one node")
     try:
         retry = RetryPolicy.parse(kwargs.get("retry")).to_dict()
     except ValueError as exc:
@@ -308,12 +312,18 @@ def _parse_admin(kwargs: dict[str, Any], message_id: str | None) -> Parsed:
     if action not in ADMIN_ACTIONS:
         return Rejection(message_id,
                          f"admin action {short(action)} must be one of {', '.join(ADMIN_ACTIONS)}")
+    reason = kwargs.get("reason") or "by operator"
+    reason = readable(reason if isinstance(reason, str) else short(reason))[:200]
+    if action.startswith("task."):
+        task_id = kwargs.get("task_id")
+        if not isinstance(task_id, str) or not ID_RE.fullmatch(task_id):
+            return Rejection(message_id, f"admin {action}: task_id {short(task_id)} is not a valid task id")
+        return AdminRequest(action, "", reason=reason, task_id=task_id)
     node = kwargs.get("node")
     if not isinstance(node, str) or not SESSION_RE.fullmatch(node):
         return Rejection(message_id, f"admin {action}: node {short(node)} is not a valid node name")
     gpu = kwargs.get("gpu")
     if action.startswith("gpu.") and (type(gpu) is not int or not 0 <= gpu < 1_000_000):
         return Rejection(message_id, f"admin {action}: gpu must be a GPU index, got {short(gpu)}")
-    reason = kwargs.get("reason") or "by operator"
-    return AdminRequest(action, node, gpu if action.startswith("gpu.") else None,
-                        readable(reason if isinstance(reason, str) else short(reason))[:200])
+    return AdminRequest(action, node, gpu if action.startswith("gpu.") else None, reason,
+                        move=kwargs.get("move") is not False)

@@ -132,3 +132,23 @@ def _best(load: Mapping[GpuKey, int], keys: Iterable[GpuKey], cap: int,
         if best is None or rank < best:
             best = rank
     return None if best is None else best[2]
+
+
+def reserve(need: int, free: Mapping[str, Iterable[tuple[int, GpuKey]]],
+            avoid_hosts: Container[str] = NO_HOSTS) -> list[GpuKey] | None:
+    """`need` GPUs of one node for a gang, or None when no node has as many.
+
+    `free`: node -> (messages in flight, GPU) of the GPUs the gang may take there. The node
+    whose `need` least loaded GPUs hold the fewest messages wins (it starts soonest), hosts
+    to avoid last, then by name; on it, those GPUs, in index order.
+    """
+    best: tuple[bool, int, str] | None = None
+    chosen: list[GpuKey] = []
+    for node, slots in free.items():
+        ranked = sorted(slots, key=lambda s: (s[0], s[1]))
+        if len(ranked) < need:
+            continue
+        rank = (node in avoid_hosts, sum(n for n, _ in ranked[:need]), node)
+        if best is None or rank < best:
+            best, chosen = rank, [k for _, k in ranked[:need]]
+    return sorted(chosen) if best is not None else None

@@ -15,6 +15,7 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, REJECTED})
 TASK_STATES = (PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, REJECTED)
 
 DISPATCHED, SUPERSEDED, LOST = "DISPATCHED", "SUPERSEDED", "LOST"
+YIELDED = "YIELDED"  # an attempt that stopped by choice after a checkpoint: the task runs again
 LIVE_ATTEMPT = frozenset({DISPATCHED, RUNNING})
 
 
@@ -30,11 +31,20 @@ class Attempt:
     error: dict[str, Any] | None = None
     bundle: str | None = None  # the message it travels in, when that carries several (M11)
     urgent: bool | None = None  # sent at the urgent priority (None: not sent by the leader)
+    gang: list[int] | None = None  # every GPU index it holds on its node, when more than one
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "node": self.node, "gpu": self.gpu, "state": self.state,
-                "dispatched": self.dispatched, "started": self.started, "ended": self.ended,
-                "error": self.error, "bundle": self.bundle, "urgent": self.urgent}
+        out = {"id": self.id, "node": self.node, "gpu": self.gpu, "state": self.state,
+               "dispatched": self.dispatched, "started": self.started, "ended": self.ended,
+               "error": self.error, "bundle": self.bundle, "urgent": self.urgent}
+        if self.gang is not None:
+            out["gang"] = self.gang
+        return out
+
+    @property
+    def gpu_keys(self) -> list[tuple[str, int]]:
+        """The GPUs it holds: its own, or its gang's."""
+        return [(self.node, i) for i in self.gang] if self.gang else [(self.node, self.gpu)]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attempt:

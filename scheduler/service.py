@@ -362,6 +362,8 @@ class Scheduler:
                     fence.supersede(pipe, self.settings.cluster, attempt_id)
                 for task_id in fx.checkpoint_requests:
                     checkpoints.request(pipe, self.settings.cluster, task_id)
+                for attempt_id, grace in fx.stops:
+                    checkpoints.ask_stop(pipe, self.settings.cluster, attempt_id, grace)
                 if fx.stale_checkpoints:
                     pipe.delete(*fx.stale_checkpoints)
                 for i in range(0, len(fx.unfences), 1000):
@@ -374,7 +376,7 @@ class Scheduler:
                                                d.message, URGENT if d.urgent else NORMAL, self.origin)
                     pipe.lpush(key, payload)
                 pipe.execute()
-            fx.fences, fx.checkpoint_requests, fx.stale_checkpoints = [], [], []
+            fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
             fx.unfences, fx.dispatches = [], []
         assert self.inbound is not None
         self.inbound.ack(fx.acks)

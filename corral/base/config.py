@@ -50,6 +50,10 @@ class Settings:
     batch_seconds: float = 0.05  # work one batched message should carry
     etcd_history: float = 60.0  # seconds of etcd revision history the leader keeps
     checkpoint_every: float = 600.0  # the leader asks running tasks for a checkpoint (0: never)
+    move_grace: float = 30.0  # a running attempt asked to move has this long to checkpoint and stop
+    job_dir: str = ""  # where a node keeps its jobs' working and checkpoint directories (temp dir)
+    job_log_bytes: int = 4 * 1024**2  # a job attempt's output kept in Redis (and per file on disk)
+    job_checkpoint_bytes: int = 64 * 1024**2  # largest checkpoint directory a job may save
     max_live_tasks: int = 100_000  # unfinished tasks in etcd past which new work is refused
     etcd_quota: int = 2 * 1024**3  # etcd's space quota in bytes (--quota-backend-bytes)
     etcd_high_water: float = 0.5  # share of the quota past which new work is refused

@@ -4,8 +4,6 @@ when one cannot succeed (and so on down the DAG)."""
 
 from __future__ import annotations
 
-from collections import deque
-
 from corral.scheduler.records import CANCELLED, PENDING, SUCCEEDED, TERMINAL, Task, read_retired
 
 
@@ -67,7 +65,7 @@ class Dag:
                 if task.state != PENDING or not task.waiting:
                     continue
                 if self._link(task, now):
-                    self.pending.setdefault(task.session, deque()).append(task.id)
+                    self._enqueue(task)
                     self._demand_changed()
 
     def _cancel(self, task: Task, reason: str, at: float) -> None:

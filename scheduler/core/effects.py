@@ -34,6 +34,7 @@ class Effects:
     fences: list[str] = field(default_factory=list)  # attempt ids to mark superseded
     unfences: list[str] = field(default_factory=list)  # attempt ids of deleted records: fences go
     checkpoint_requests: list[str] = field(default_factory=list)  # task ids asked for a checkpoint
+    stops: list[tuple[str, float]] = field(default_factory=list)  # (attempt id, grace): stop and move
     stale_checkpoints: list[str] = field(default_factory=list)  # replaced ones, deleted once written
     dispatches: list[Dispatch] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
@@ -41,7 +42,7 @@ class Effects:
     def __bool__(self) -> bool:
         return bool(self.tasks or self.dispatches or self.acks or self.fences or self.plans
                     or self.gpu_health or self.node_health or self.sessions or self.unfences
-                    or self.checkpoint_requests or self.stale_checkpoints or self.chunks)
+                    or self.checkpoint_requests or self.stale_checkpoints or self.chunks or self.stops)
 
     @property
     def writes(self) -> int:
@@ -53,13 +54,13 @@ class Effects:
     def redis(self) -> bool:
         """Whether there is anything for Redis besides acknowledgements."""
         return bool(self.fences or self.dispatches or self.unfences or self.checkpoint_requests
-                    or self.stale_checkpoints)
+                    or self.stale_checkpoints or self.stops)
 
     def unsent(self) -> Effects:
         """What these effects still owe Redis (fences, dispatches, acks ...), to be sent
         before the next tick's: what etcd already holds is never written twice."""
         return Effects(fences=self.fences, unfences=self.unfences,
-                       checkpoint_requests=self.checkpoint_requests,
+                       checkpoint_requests=self.checkpoint_requests, stops=self.stops,
                        stale_checkpoints=self.stale_checkpoints, dispatches=self.dispatches,
                        acks=self.acks)
 
@@ -70,6 +71,7 @@ class Effects:
         self.fences[:0] = earlier.fences
         self.unfences[:0] = earlier.unfences
         self.checkpoint_requests[:0] = earlier.checkpoint_requests
+        self.stops[:0] = earlier.stops
         self.stale_checkpoints[:0] = earlier.stale_checkpoints
         self.dispatches[:0] = earlier.dispatches
         self.acks[:0] = earlier.acks

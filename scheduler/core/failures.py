@@ -48,7 +48,7 @@ class Failures:
             if decision.wait > 0:
                 self._retry_later(task, key, now + decision.wait, at)
             else:
-                self._dispatch(task, self.gpus[key], now, ahead=True)
+                self._again_here(task, key, now)
             return
         self._leave(task, decision, at, key)
 
@@ -90,10 +90,21 @@ class Failures:
             if task is None or task.state != PENDING or task.current_attempt is not None:
                 continue
             if key in self.gpus and self._usable(key):
-                self._dispatch(task, self.gpus[key], now, ahead=True)
+                self._again_here(task, key, now)
             else:
                 self._leave(task, retry.move(task), now, key)
                 self._demand_changed()
+
+    def _again_here(self, task: Task, key: GpuKey, now: float) -> None:
+        """A local retry: sent to the same GPU ahead of its queue; a gang queues for its GPUs
+        again (it takes them as soon as they are all free, most likely the same ones)."""
+        if task.gpus > 1:
+            task.current_attempt = None
+            self._set_state(task, PENDING)
+            self.urgent.add(task.id)
+            self._queue_gang(task)
+        else:
+            self._dispatch(task, self.gpus[key], now, ahead=True)
 
     def _fail(self, task: Task, reason: str, at: float) -> None:
         task.reason = reason

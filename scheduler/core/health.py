@@ -90,7 +90,10 @@ class Health:
         self._set_node(req.node, after)
         log.warning("node %s is %s by operator", req.node, after.state)
         if req.action == "node.drain":
-            # Work not yet started there moves; running attempts finish.
+            # Work not yet started there moves; running attempts checkpoint and move too,
+            # unless the operator lets them finish there.
+            if req.move:
+                self._stop_running_on(req.node, f"node {req.node} drained", now)
             for key in [k for k in self.gpus if k[0] == req.node]:
                 for task_id in sorted(self.gpus[key].outstanding, key=lambda t: self.tasks[t].seq):
                     attempt = self.tasks[task_id].live_attempt

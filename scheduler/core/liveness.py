@@ -45,7 +45,11 @@ class Liveness:
             log.warning("no word from the worker of GPU %s:%d for %.1f s; moving its queued work",
                         key[0], key[1], now - last)
             touch(self.gpu_seen, key, now)
-            held = [(t, a) for t in gpu.outstanding if (a := self.tasks[t].live_attempt) is not None]
+            # A gang's attempt is its lead GPU's to start: the others' workers stay silent.
+            held = [(t, a) for t in gpu.outstanding if (a := self.tasks[t].live_attempt) is not None
+                    and (a.node, a.gpu) == key]
+            if not held:
+                continue
             # The worker took the first of them, urgent ones ahead: that one may have killed it.
             first = min(held, key=lambda p: (not p[1].urgent, p[1].dispatched), default=(None, None))[0]
             for task_id, attempt in sorted(held, key=lambda p: self.tasks[p[0]].seq):

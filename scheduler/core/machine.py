@@ -18,6 +18,8 @@ owns (its `_init` method declares it):
 | `health.py` | node registrations, GPU and node health, operator actions (M4, M5) |
 | `dag.py` | tasks that wait for upstream tasks (M9) |
 | `checkpoints.py` | the latest checkpoint of a task, periodic requests (M2) |
+| `gangs.py` | tasks on several GPUs of one node: reservation, start, release |
+| `moves.py` | cancelling, moving a running task (migrate, drain), an attempt that yields |
 | `admission.py` | backpressure: new work refused, with a reason, past the live-task or etcd mark |
 | `stats.py` | counts, latencies and recent notable events, for metrics and the status page |
 | `takeover.py` | rebuilding all of it from etcd alone (M3, M6) |
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
 from corral.scheduler import gpu_health as gh
@@ -36,9 +38,11 @@ from corral.scheduler.core.checkpoints import Checkpoints
 from corral.scheduler.core.dag import Dag
 from corral.scheduler.core.effects import Effects
 from corral.scheduler.core.failures import Failures
+from corral.scheduler.core.gangs import Gangs
 from corral.scheduler.core.health import Health
 from corral.scheduler.core.lifecycle import Lifecycle
 from corral.scheduler.core.liveness import Liveness
+from corral.scheduler.core.moves import Moves
 from corral.scheduler.core.plan import Planning
 from corral.scheduler.core.routing import Routing
 from corral.scheduler.core.state import LAZY_WRITE, RETIRE_AFTER, Policy, brief, touch
@@ -61,8 +65,8 @@ log = logging.getLogger("corral.scheduler")
 CLOCK_SKEW = 86400.0  # a worker's time further from the leader's than this is not believed
 
 
-class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Admission,
-           Stats, Takeover):
+class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Health, Dag, Checkpoints,
+           Admission, Stats, Takeover):
     def __init__(self, policy: Policy | None = None, writer: str = "") -> None:
         self.writer = writer  # recorded in every event: which replica decided it
         self.policy = policy or Policy.from_settings()
@@ -71,8 +75,8 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         self.fx = Effects()
         self._next_liveness_check = 0.0
         self._next_compaction = 0.0
-        for part in (Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkpoints, Admission,
-                     Stats):
+        for part in (Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Health, Dag, Checkpoints,
+                     Admission, Stats):
             part._init(self)
 
     # ------------------------------------------------------------------ inputs
@@ -83,7 +87,10 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
             if isinstance(parsed, SessionRequest):
                 self._session(parsed, now)
             elif isinstance(parsed, AdminRequest):
-                self.admin(parsed, now)
+                if parsed.task_id is not None:
+                    self.task_action(parsed, now)
+                else:
+                    self.admin(parsed, now)
             elif isinstance(parsed, Rejection):
                 self._reject(parsed, now)
         elif self._taken(parsed.task_id):
@@ -106,10 +113,7 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
             if parsed.after is not None:
                 task.after = parsed.after
             if task.after is None or self._link(task, now, fresh=True):  # else it waits (M9)
-                queue = self.pending.get(task.session)
-                if queue is None:  # not setdefault: a deque per call costs more than the task
-                    queue = self.pending[task.session] = deque()
-                queue.append(task.id)
+                self._enqueue(task)
             if task.session not in self.sessions:
                 self._session(SessionRequest(task.session, "open", auto=True), now)
         if ack is not None:
@@ -207,6 +211,8 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
         elif kind == "failed":
             error = event.get("error") or {"type": "Unknown", "message": "no error given"}
             self._failed(task, attempt, error, at, now)
+        elif kind == "yielded":
+            self._yielded(task, attempt, event, at, now)
 
     def tick(self, now: float) -> None:
         if self._ended_upstream:
@@ -243,7 +249,8 @@ class Core(Lifecycle, Routing, Planning, Failures, Liveness, Health, Dag, Checkp
                 {"name": name, "fixed_workers": s.get("fixed_workers", 0),
                  "share_ratio": s.get("share_ratio", 1.0), "allocated": allocated.get(name, 0),
                  "state": s.get("state", "open"),
-                 "pending": len(self.pending.get(name, ())), "running": running.get(name, 0)}
+                 "pending": len(self.pending.get(name, ())) + len(self.gang_queue.get(name, ())),
+                 "running": running.get(name, 0)}
                 for name, s in sorted(self.sessions.items())
             ],
             "nodes": {name: h.to_dict() for name, h in sorted(self.node_health.items())},

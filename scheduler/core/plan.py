@@ -47,7 +47,8 @@ class Planning:
         if self._specs is None:
             self._specs = self._session_specs()
         specs = self._specs
-        demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0) for name in self.sessions}
+        demand = {name: len(self.pending.get(name, ())) + self.live.get(name, 0)
+                  + (self._gang_demand(name) if self.gang_queue else 0) for name in self.sessions}
         if self._planned_topology != self._topology:  # out of service: no session
             self._planned_topology = self._topology
             gone = sorted(k for k, owner in self.plan.items() if owner is not None and k not in usable)

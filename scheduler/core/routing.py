@@ -29,11 +29,14 @@ class Routing:
 
     def route(self, now: float) -> None:
         self._allocate(now)
+        if self.gang_queue:
+            self._route_gangs(now)
         pending = {s: q for s, q in self.pending.items() if q}
         if not pending:
             return
         special = sorted(
-            (t for t in self.urgent | self.constraints.keys() if self.tasks[t].state == PENDING),
+            (t for t in self.urgent | self.constraints.keys()
+             if (task := self.tasks[t]).state == PENDING and task.gpus == 1),
             key=lambda t: self.tasks[t].seq)
         # Only GPUs that can take something: those with room that serve a session with
         # pending work; for urgent tasks also their session's full GPUs (one slot beyond the
@@ -57,7 +60,8 @@ class Routing:
             cap = self.policy.depth + 1
             for s in {self.tasks[t].session for t in special if t in self.urgent}:
                 for k in self.serving.get(s, NO_GPUS):
-                    if k in usable and k not in load and (n := busy.get(k, 0)) < cap:
+                    if (k in usable and k not in load and k not in self.reserved
+                            and (n := busy.get(k, 0)) < cap):
                         own.setdefault(s, []).append(k)
                         load[k] = n
         if not load:
@@ -94,9 +98,20 @@ class Routing:
             return 1
         return max(1, min(self.policy.batch_max, int(self.policy.batch_seconds / max(ran, 1e-4))))
 
+    def _enqueue(self, task: Task) -> None:
+        """At the back of its session's queue (a gang: of its gang queue)."""
+        if task.gpus > 1:
+            self._queue_gang(task)
+            return
+        queue = self.pending.get(task.session)
+        if queue is None:  # not setdefault: a deque per call costs more than the task
+            queue = self.pending[task.session] = deque()
+        queue.append(task.id)
+
     def _dispatch(self, task: Task, gpu: Gpu, now: float, ahead: bool | None = None,
-                  bundle: str | None = None) -> dict[str, Any]:
-        """A new attempt on `gpu`; sent as its own message unless part of a bundle."""
+                  bundle: str | None = None, gang: list[int] | None = None) -> dict[str, Any]:
+        """A new attempt on `gpu`; sent as its own message unless part of a bundle. A gang's
+        attempt is sent to its lead GPU and names all of its GPUs."""
         number = len(task.attempts) + 1
         if number == 1:
             self.latencies.append(("route", now - task.submitted))
@@ -104,7 +119,7 @@ class Routing:
         if ahead is None:
             ahead = bundle is None and urgent
         attempt = Attempt(f"{task.id}.a{number}", gpu.node, gpu.index, DISPATCHED, now, bundle=bundle,
-                          urgent=ahead)
+                          urgent=ahead, gang=gang)
         task.attempts.append(attempt)
         task.current_attempt = attempt.id
         key = gpu.key
@@ -129,6 +144,8 @@ class Routing:
                    "node": gpu.node, "gpu": gpu.index, "checkpoint": task.checkpoint_ref}
         if task.inputs:
             message["inputs"] = task.inputs
+        if gang is not None:
+            message["gpus"] = gang
         if bundle is None:
             self.fx.dispatches.append(Dispatch(gpu.key, message, attempt.id, ahead))
         return message
@@ -153,7 +170,7 @@ class Routing:
         if version != self._topology:
             usable = self._usable_set()
         self.ready.put(key, self.plan.get(key), self.busy.get(key, 0), self.policy.depth,
-                       key in usable and key in self.gpus)
+                       key in usable and key in self.gpus and key not in self.reserved)
 
     def _reindex_all(self) -> None:
         self._ready_topology = self._topology
@@ -162,6 +179,8 @@ class Routing:
 
     def _release(self, task: Task, attempt: Attempt) -> None:
         """The attempt no longer occupies its GPU (called once per attempt that ends)."""
+        if attempt.gang:
+            self._release_gang(task, attempt)
         self.live[task.session] -= 1
         self._demand_changed()
         gpu = self.gpus.get((attempt.node, attempt.gpu))
@@ -201,6 +220,9 @@ class Routing:
         return [self.tasks[t] for g in self.gpus.values() for t in g.outstanding]
 
     def _requeue_in_order(self, task: Task) -> None:
+        if task.gpus > 1:
+            self._queue_gang(task)  # gangs are taken oldest first in any case
+            return
         queue = self.pending.setdefault(task.session, deque())
         index = next((i for i, t in enumerate(queue) if self.tasks[t].seq > task.seq), len(queue))
         queue.insert(index, task.id)

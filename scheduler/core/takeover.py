@@ -7,7 +7,6 @@ moved again."""
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from typing import Any
 
 from corral.scheduler import gpu_health as gh
@@ -68,7 +67,7 @@ class Takeover:
             elif task.state == PENDING and (hold := _held_retry(task)) is not None:
                 heapq.heappush(self.retry_due, (hold[0], task.seq, task.id, hold[1]))
             elif task.state == PENDING:
-                self.pending.setdefault(task.session, deque()).append(task.id)
+                self._enqueue(task)
                 if task.attempts:
                     self.urgent.add(task.id)
                     self._constrain(task)
@@ -76,6 +75,8 @@ class Takeover:
                 # Kept for now; nodes_changed() supersedes it if its GPU is not registered.
                 gpu = self.gpus.setdefault((attempt.node, attempt.gpu), Gpu(attempt.node, attempt.gpu))
                 gpu.outstanding.add(task.id)
+                if attempt.gang:
+                    self._held_gang(task, attempt)
                 if attempt.bundle:
                     self.bundle_of[task.id] = attempt.bundle
                     self.bundle_left[attempt.bundle] = self.bundle_left.get(attempt.bundle, 0) + 1
@@ -94,7 +95,7 @@ class Takeover:
             self.archiving[task.id] = task.to_dict()
         for task in linking:  # with every outcome known: wait, be queued, or be cancelled
             if self._link(task, now):
-                self.pending.setdefault(task.session, deque()).append(task.id)
+                self._enqueue(task)
         self._wake_dependents(now)
 
 

@@ -54,8 +54,14 @@ def test_bad_retry_is_rejected() -> None:
     assert isinstance(got, Rejection) and "retry.local" in got.reason
 
 
-def test_multi_gpu_tasks_are_rejected_for_now() -> None:
-    assert isinstance(run({"algorithm": "corral.echo", "gpus": 2}), Rejection)
+def test_a_task_may_ask_for_several_gpus_of_one_node() -> None:
+    got = run({"algorithm": "corral.echo", "gpus": 4})
+    assert not isinstance(got, Rejection) and got.gpus == 4
+
+
+def test_a_task_asking_for_more_gpus_than_a_node_could_hold_is_rejected() -> None:
+    got = run({"algorithm": "corral.echo", "gpus": 65})
+    assert isinstance(got, Rejection) and "one node" in got.reason
 
 
 def test_a_non_dict_kwargs_is_rejected() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from corral import cli_errors
+from corral import cli_errors, cli_jobs
 from corral.base.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -179,8 +179,8 @@ def node(
 
 
 def _admin(action: str, node_name: str, gpu: int | None, etcd: str | None, broker: str | None,
-           cluster: str | None) -> None:
-    result = _client(etcd, broker, cluster).admin(action, node_name, gpu)
+           cluster: str | None, **extra: Any) -> None:
+    result = _client(etcd, broker, cluster).admin(action, node_name, gpu, **extra)
     if result is None:
         _fail(f"{action} {node_name}{'' if gpu is None else f':{gpu}'} was not applied within 10 s "
               "(is a leader running? see `corral status`)")
@@ -215,10 +215,12 @@ def gpu_release(
 @node_app.command("drain")
 def node_drain(
     name: str,
+    finish: bool = typer.Option(False, "--finish", help="let running work finish there instead of moving it"),
     etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
 ) -> None:
-    """No new work on NAME; running tasks finish, queued ones move."""
-    _admin("node.drain", name, None, etcd, broker, cluster)
+    """No new work on NAME; queued work moves; running work checkpoints and moves within
+    CORRAL_MOVE_GRACE seconds (with --finish: it finishes there)."""
+    _admin("node.drain", name, None, etcd, broker, cluster, move=not finish)
 
 
 @node_app.command("undrain")
@@ -272,18 +274,6 @@ def submit(
         typer.echo(json.dumps(handle.result(timeout=timeout)))
     except TaskFailed as exc:
         _fail(str(exc))
-
-
-@app.command()
-def task(
-    task_id: str,
-    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
-) -> None:
-    """Print a task record: state, attempts, events (and the reason if it was rejected)."""
-    record = _client(etcd, broker, cluster).task(task_id)
-    if record is None:
-        _fail(f"no task {task_id!r} (not submitted, not yet recorded, or compacted)")
-    typer.echo(json.dumps(record, indent=2))
 
 
 @app.command()
@@ -465,6 +455,9 @@ def demo(
     from corral.demo import run_demo
 
     raise typer.Exit(run_demo(tasks=tasks, gpus=gpus, state_dir=state_dir))
+
+
+cli_jobs.register(app, _client)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from corral.base.etcd import get_json, prefix_json, snapshot
 from corral.base.history import HistoryError, HistoryStore, open_history
 from corral.base.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 from corral.base.retry import RetryPolicy as Retry
+from corral.jobs import Jobs
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 MAP_BATCH = 200  # tasks per ingress message from map()
@@ -61,7 +62,7 @@ class SessionConflict(ValueError):
     """A session is open with other settings; open it with update=True to change them."""
 
 
-class Client:
+class Client(Jobs):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.cluster)
@@ -221,11 +222,12 @@ class Client:
         return out
 
     def admin(self, action: str, node: str, gpu: int | None = None, reason: str = "",
-              wait: float = 10.0) -> dict[str, Any] | None:
-        """gpu.quarantine | gpu.release | node.drain | node.undrain; returns the new health record."""
+              wait: float = 10.0, move: bool = True) -> dict[str, Any] | None:
+        """gpu.quarantine | gpu.release | node.drain | node.undrain; returns the new health
+        record. A drain moves running work (it checkpoints first) unless `move` is False."""
         key = self.keys.gpu_health(node, gpu) if action.startswith("gpu.") else self.keys.node_health(node)
         before = get_json(self.etcd, key)
-        self.celery.send_task(ADMIN_TASK, kwargs={"action": action, "node": node, "gpu": gpu,
+        self.celery.send_task(ADMIN_TASK, kwargs={"action": action, "node": node, "gpu": gpu, "move": move,
                                                   "reason": reason or f"{action} by operator"},
                               queue=INGRESS_QUEUE)
         deadline = time.monotonic() + wait

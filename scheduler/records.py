@@ -15,7 +15,7 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, REJECTED})
 TASK_STATES = (PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, REJECTED)
 
 DISPATCHED, SUPERSEDED, LOST = "DISPATCHED", "SUPERSEDED", "LOST"
-YIELDED = "YIELDED"  # an attempt that stopped by choice after a checkpoint: the task runs again
+YIELDED = "Yielded"  # the error type of a SUPERSEDED attempt that stopped by choice after a checkpoint
 LIVE_ATTEMPT = frozenset({DISPATCHED, RUNNING})
 
 

@@ -68,9 +68,9 @@ def names() -> list[str]:
 
 
 def load_plugins() -> None:
-    """Import the built-ins (diagnostics, media, the pipeline sink) and every module named in
+    """Import the built-ins (diagnostics, media, the pipeline sink, command jobs) and every module named in
     CORRAL_ALGORITHMS (comma-separated)."""
-    for module in ("corral.tasks.builtin", "corral.tasks.media", "corral.tasks.sink"):
+    for module in ("corral.tasks.builtin", "corral.tasks.media", "corral.tasks.sink", "corral.tasks.job"):
         importlib.import_module(module)
     for module in filter(None, (m.strip() for m in os.environ.get("CORRAL_ALGORITHMS", "").split(","))):
         importlib.import_module(module)

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from celery import Celery
@@ -27,7 +27,7 @@ from corral.base.config import Settings
 from corral.base.errors import error_info
 from corral.base.keys import BLOB, RUN_TASK, WARM_TASK
 from corral.tasks import registry
-from corral.tasks.context import Context
+from corral.tasks.context import Context, Stop
 from corral.tasks.status import publish, status_event
 
 log = logging.getLogger("corral.worker")
@@ -39,6 +39,13 @@ SIMULATED_CUDA_ERROR = (
 
 
 OUTCOME_PATIENCE = 60.0  # seconds a finished attempt keeps trying to report its outcome
+
+
+class Worker(NamedTuple):
+    """What built-in algorithms that talk to corral itself (command jobs) get of the worker."""
+
+    settings: Settings
+    redis: Any
 
 
 class SimulatedGpuFault(RuntimeError):
@@ -122,7 +129,7 @@ class _Saved:
         self.ref: str | None = ref if isinstance(ref, str) else None
         self.number = 0
         self.since = time.time()  # the last checkpoint, or the start: older requests are met
-        self._checked, self._asked = 0.0, False
+        self._checked, self._asked, self._stop, self._gone = 0.0, False, None, False
 
     def load(self) -> Any:
         if self.ref is None:
@@ -145,13 +152,29 @@ class _Saved:
             pipe.execute()
         self.ref, self.since, self._asked = ref, time.time(), False
 
-    def asked(self) -> bool:
+    def _poll(self) -> None:
+        """Read what the attempt is asked (a checkpoint, a stop, whether it still counts),
+        at most twice a second."""
         now = time.monotonic()
         if now - self._checked >= 0.5:
             self._checked = now
-            self._asked = checkpoints.requested_since(_Process.redis, self.settings.cluster,
-                                                      self.task_id, self.since)
+            try:
+                self._asked, self._stop, self._gone = checkpoints.signals(
+                    _Process.redis, self.settings.cluster, self.task_id, self.attempt_id, self.since)
+            except redis.RedisError as exc:  # asked again at the next poll
+                log.warning("cannot read the requests to attempt %s: %s", self.attempt_id, exc)
+
+    def asked(self) -> bool:
+        self._poll()
         return self._asked
+
+    def stop(self) -> float | None:
+        self._poll()
+        return self._stop
+
+    def gone(self) -> bool:
+        self._poll()
+        return self._gone
 
 
 def _args(args: Any) -> Any:
@@ -233,11 +256,18 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
             task_id=task_id, attempt_id=attempt_id, node=node, gpu=gpu,
             session=msg.get("session", ""), number=int(msg.get("number", 1)), state=algo.warm(),
             checkpoint=saved.load(), inputs=inputs,
+            gpus=[int(g) for g in msg.get("gpus") or [gpu]], worker=Worker(settings, _Process.redis),
             _progress=lambda info: publish(_Process.redis, event("progress", info=info)),
-            _save=saved.save, _asked=saved.asked,
+            _save=saved.save, _asked=saved.asked, _stop=saved.stop, _gone=saved.gone,
         )
         value = algo.fn(_args(msg.get("args")), ctx)
         encoded = json.dumps(value)  # a result that is not JSON fails the attempt here
+    except Stop as stop:  # asked to move, or a job's checkpoint exit: it runs again
+        beat.stop_beating()
+        why = str(stop)[:200]
+        log.info("attempt %s of task %s yielded: %s", attempt_id, task_id, why)
+        _outcome(lambda pipe: publish(pipe, event("yielded", reason=why)))
+        return
     except Exception as exc:
         beat.stop_beating()
         error = error_info(exc)

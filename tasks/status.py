@@ -15,7 +15,7 @@ import redis
 from corral.base.keys import STATUS_QUEUE
 
 MAXLEN = 1_000_000  # approximate cap of the stream; the leader trims what it acknowledged far sooner
-KINDS = ("started", "heartbeat", "progress", "checkpoint", "succeeded", "failed", "warmed")
+KINDS = ("started", "heartbeat", "progress", "checkpoint", "succeeded", "failed", "yielded", "warmed")
 
 
 def status_event(

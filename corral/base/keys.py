@@ -79,6 +79,6 @@ WARM_TASK = "corral.warm"
 # accepts these before any node has registered; others once a registered node offers them.
 BUILTIN_ALGORITHMS = frozenset({
     "corral.echo", "corral.sleep", "corral.fail", "corral.crash", "corral.probe", "corral.count",
-    "corral.model",
+    "corral.model", "corral.job",
     "vision.bright", "vision.faces", "text.words", "corral.sink",
 })

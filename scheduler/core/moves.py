@@ -91,13 +91,14 @@ class Moves:
         that exited with its checkpoint code): the task queues again, ahead of newer work,
         and takes no retry budget; a migrated one prefers another host."""
         why = self.moving.pop(task.id, None)
-        attempt.state, attempt.ended = YIELDED, at
+        reason = str(event.get("reason") or why or "yielded")[:200]
+        attempt.state, attempt.ended = SUPERSEDED, at  # the contract's state; the error says why
+        attempt.error = {"type": YIELDED, "message": reason}
         attempt.started = attempt.started or at
         self.seen.pop(task.id, None)
         self._release(task, attempt)
         task.current_attempt = None
         self._set_state(task, PENDING)
-        reason = str(event.get("reason") or why or "yielded")[:200]
         self._event(task, at, "yielded", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu,
                     reason=reason)
         self.urgent.add(task.id)

@@ -45,7 +45,8 @@ def test_migrating_a_running_task_asks_it_to_stop_then_runs_it_on_another_host()
     core.route(3.1)
     (message,) = sent(core.take_effects())
     assert message["attempt_id"] == "t.a2" and message["node"] != node and message["checkpoint"] == "ref-1"
-    assert core.tasks["t"].attempts[0].state == "YIELDED"
+    assert core.tasks["t"].attempts[0].state == "SUPERSEDED"
+    assert core.tasks["t"].attempts[0].error["type"] == "Yielded"
 
 
 def test_draining_a_node_asks_its_running_attempts_to_stop() -> None:

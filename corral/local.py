@@ -130,6 +130,7 @@ class LocalCluster:
         redis_password: str | None = None,
         netns: bool = False,
         redis_ha: bool = False,
+        jobs: bool = True,
     ) -> None:
         self.dir = Path(state_dir).resolve()
         self.n_nodes = nodes
@@ -138,7 +139,7 @@ class LocalCluster:
         self.faulty = faulty or []
         self.etcd_members = etcd_members
         self.with_flower = flower
-        self.base = settings or Settings(cluster="local")
+        self.base = (settings or Settings(cluster="local")).with_(jobs=jobs)  # a local cluster is yours
         if flower:
             self.base = self.base.with_(worker_events=True)
         self.redis_password = redis_password if redis_password is not None else secrets.token_hex(12)

@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from corral.base import joblogs
+from corral.base.keys import JOB_ALGORITHM
 from corral.tasks.context import Context, Stop
 from corral.tasks.registry import algorithm
 
 log = logging.getLogger("corral.worker")
 
-JOB = "corral.job"
+JOB = JOB_ALGORITHM
 CHECKPOINT_EXIT = 85  # as HTCondor's checkpoint_exit_code
 POLL = 0.25  # seconds between looks at the process, its requests and its checkpoint directory
 SETTLE = 1.0  # seconds a checkpoint directory that keeps changing waits to be saved
@@ -109,6 +110,8 @@ def job(args: Any, ctx: Context) -> dict[str, Any]:
 
 def run(spec: JobSpec, ctx: Context) -> dict[str, Any]:
     settings, client = ctx.worker.settings, ctx.worker.redis
+    if not settings.jobs:
+        raise JobFailed(f"node {ctx.node} does not run command jobs: its agent needs CORRAL_JOBS=1")
     root = Path(settings.job_dir or tempfile.gettempdir()) / "corral-jobs" / ctx.attempt_id
     shutil.rmtree(root, ignore_errors=True)
     folder = root / "checkpoint"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
-from corral.base.keys import Keys, gpu_queue
+from corral.base.keys import JOB_ALGORITHM, Keys, gpu_queue
 from corral.tasks import registry
 from corral.workers.gpus import GpuInfo
 from corral.workers.health import HealthMonitor
@@ -73,7 +73,7 @@ class Agent:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "gpus": [g.to_dict() for g in self.gpus],
-            "algorithms": registry.names(),
+            "algorithms": [a for a in registry.names() if a != JOB_ALGORITHM or self.settings.jobs],
             "labels": {},
             "gpu_faults": {str(i): reason for i, reason in self.faults.items()},
             "ready": self.ready,

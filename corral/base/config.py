@@ -50,6 +50,7 @@ class Settings:
     batch_seconds: float = 0.05  # work one batched message should carry
     etcd_history: float = 60.0  # seconds of etcd revision history the leader keeps
     checkpoint_every: float = 600.0  # the leader asks running tasks for a checkpoint (0: never)
+    jobs: bool = False  # node agents run command jobs (corral.job): any program, for whoever can submit
     move_grace: float = 30.0  # a running attempt asked to move has this long to checkpoint and stop
     job_dir: str = ""  # where a node keeps its jobs' working and checkpoint directories (temp dir)
     job_log_bytes: int = 4 * 1024**2  # a job attempt's output kept in Redis (and per file on disk)

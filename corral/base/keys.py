@@ -77,8 +77,9 @@ WARM_TASK = "corral.warm"
 
 # The algorithms every GPU worker ships (corral/tasks: builtin, media, sink). The scheduler
 # accepts these before any node has registered; others once a registered node offers them.
+JOB_ALGORITHM = "corral.job"  # accepted only when a registered node runs command jobs (CORRAL_JOBS)
 BUILTIN_ALGORITHMS = frozenset({
     "corral.echo", "corral.sleep", "corral.fail", "corral.crash", "corral.probe", "corral.count",
-    "corral.model", "corral.job",
+    "corral.model",
     "vision.bright", "vision.faces", "text.words", "corral.sink",
 })

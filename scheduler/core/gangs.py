@@ -12,6 +12,7 @@ reserved GPU with the lowest index (the lead, whose worker starts the job) and h
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from corral.scheduler import placement
@@ -58,7 +59,9 @@ class Gangs:
         rule = self.constraints.get(task.id)
         usable = self._usable_set()
         free: dict[str, list[tuple[int, GpuKey]]] = {}
-        for key in self.serving.get(task.session, ()):
+        # Its session's GPUs, and those no session holds (the allocator places GPUs with no
+        # regard to nodes: a session's may be spread thinner than a gang needs).
+        for key in itertools.chain(self.serving.get(task.session, ()), self.serving.get(None, ())):
             if key in usable and key in self.gpus and key not in self.reserved and not (
                     rule is not None and key in rule.avoid_gpus):
                 free.setdefault(key[0], []).append((self.busy.get(key, 0), key))

@@ -164,3 +164,13 @@ def test_a_new_leader_keeps_a_running_gangs_gpus_for_it() -> None:
     assert {m["gpu"] for m in sent(new.take_effects())} == {2, 3}
     report(new, "j", "succeeded", now=3.0)
     assert new.reserved == {}
+
+
+def test_a_gang_may_take_gpus_that_no_session_holds() -> None:
+    core = make(FOUR)
+    core.submit(Submission("other", "a", {}, "busy"), 1.0, None)  # another session takes some
+    core.route(1.0)
+    gang(core, "j", 3)
+    core.route(1.1)
+    (message,) = sent(core.take_effects(), "j")
+    assert len(message["gpus"]) == 3

@@ -210,9 +210,16 @@ class Watch:
         raise JobFailed(f"{spec.command[0]} {_exit_text(code)}; last output: {self.output.tail()!r}")
 
     def _signal(self, proc: subprocess.Popen[bytes]) -> None:
+        """The checkpoint signal, to the processes of the job's group that catch it: one that
+        does not (a shell wrapper, a program with no checkpoint support) would die of it."""
         self.signalled = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, getattr(signal, self.spec.checkpoint_signal))
+        signum = getattr(signal, self.spec.checkpoint_signal)
+        told = catchers(proc.pid, signum)
+        for pid in told:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        if not told:
+            self.output.note(f"no process of the job catches {self.spec.checkpoint_signal}: not sent")
 
     def _sync(self, final: bool = False, hurry: bool = False) -> bool:
         """Save the checkpoint directory once its contents changed and then held still for
@@ -278,6 +285,25 @@ class Output:
             log.warning("cannot write the output of %s: %s", self.attempt_id, exc)
             with self._lock:
                 self._buffer[:0] = data
+
+
+def catchers(pgid: int, signum: int) -> list[int]:
+    """Processes of a group that catch `signum` (their SigCgt mask in /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[2]) != pgid:
+                    continue
+            with open(f"/proc/{entry}/status") as fh:
+                mask = next((int(line.split()[1], 16) for line in fh if line.startswith("SigCgt:")), 0)
+        except (OSError, ValueError, IndexError):
+            continue
+        if mask >> (signum - 1) & 1:
+            out.append(int(entry))
+    return out
 
 
 def snapshot_key(folder: Path) -> tuple[tuple[str, int, int], ...]:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Any, NamedTuple
@@ -25,7 +26,7 @@ from corral.base import broker, checkpoints, fence
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.errors import error_info
-from corral.base.keys import BLOB, RUN_TASK, WARM_TASK
+from corral.base.keys import BLOB, JOB_ALGORITHM, RUN_TASK, WARM_TASK
 from corral.tasks import registry
 from corral.tasks.context import Context, Stop
 from corral.tasks.status import publish, status_event
@@ -79,6 +80,9 @@ class _Heartbeat(threading.Thread):
 
     A thread per attempt would cost more than a trivial task itself (M11 batches run
     hundreds a second), so the process keeps one and points it at the current work.
+    With each beat it reads the attempt's fence: an attempt superseded while it runs
+    (cancelled, or re-routed after its node was taken for lost) ends its process, which
+    Celery replaces; its message comes back and its claim finds it superseded.
     """
 
     def __init__(self, every: float) -> None:
@@ -86,12 +90,15 @@ class _Heartbeat(threading.Thread):
         self.every = every
         self._lock = threading.Lock()
         self._make_event: Any = None
+        self._fence: str | None = None
         self._due = 0.0
         self._wake = threading.Event()
 
-    def beat_for(self, make_event: Any) -> None:
+    def beat_for(self, make_event: Any, fence_key: str | None = None) -> None:
+        """Beat for this work; end the process when `fence_key` says superseded."""
         with self._lock:
             self._make_event, self._due = make_event, time.monotonic() + self.every
+            self._fence = fence_key
         self._wake.set()
 
     def stop_beating(self) -> None:
@@ -115,10 +122,22 @@ class _Heartbeat(threading.Thread):
                 if self._make_event is not make_event:
                     continue  # moved on to other work while we slept
                 self._due = time.monotonic() + self.every
+                fence_key = self._fence
             try:
-                publish(_Process.redis, make_event("heartbeat"))
+                with _Process.redis.pipeline(transaction=False) as pipe:
+                    publish(pipe, make_event("heartbeat"))
+                    if fence_key is not None:
+                        pipe.get(fence_key)
+                    replies = pipe.execute()
             except Exception:  # a missed beat is survivable; the next one retries
                 log.exception("heartbeat publish failed")
+                continue
+            with self._lock:
+                current = self._make_event is make_event
+            if fence_key is not None and replies[-1] == fence.SUPERSEDED and current:
+                log.warning("the running attempt was superseded (cancelled, or run elsewhere): "
+                            "ending this worker process")
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Saved:
@@ -243,7 +262,10 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
             "message": "the worker process running this attempt died (killed or out of memory)"}))
         return
 
-    beat.beat_for(event)
+    # A job watches its own fence (it kills its process group first); any other attempt's
+    # process ends when its fence says superseded.
+    own = None if msg["algorithm"] == JOB_ALGORITHM else fence.key(settings.cluster, attempt_id)
+    beat.beat_for(event, own)
     saved = _Saved(settings, task_id, attempt_id, msg.get("checkpoint"), event)
     try:
         if os.environ.get("CORRAL_FAULTY") == "1":

@@ -16,6 +16,7 @@ from corral.base.config import Settings
 from corral.client import Client, Retry
 from corral.local import LocalCluster, alive
 from tests.conftest import running_cluster, wait_until
+from tests.integration.test_gpu_health import _pid_of_running_attempt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -168,6 +169,18 @@ def test_draining_a_node_moves_a_running_checkpointing_task(client: Client) -> N
     r = record(client, h.id)
     assert r["attempts"][0]["error"]["type"] == "Yielded" and r["attempts"][-1]["node"] != node
     assert result["count"] == 60 and result["resumed_from"] > 0
+
+
+def test_cancelling_a_running_task_ends_its_process_at_the_next_heartbeat(
+        cluster: LocalCluster, client: Client) -> None:
+    h = client.submit("corral.sleep", {"seconds": 120}, session="cancel")
+    wait_until(lambda: running_on(client, h.id) is not None, 30, "the task to be placed")
+    time.sleep(0.5)  # started
+    pid = _pid_of_running_attempt(cluster, record(client, h.id))
+    client.cancel(h.id)
+    wait_until(lambda: record(client, h.id).get("state") == "CANCELLED", 5, "CANCELLED")
+    wait_until(lambda: not alive(pid), cluster.settings.heartbeat + 3, "the cancelled attempt to end")
+    assert client.submit("corral.echo", {"x": 1}, session="cancel").result(timeout=30) == {"x": 1}
 
 
 def test_a_job_killed_with_its_node_resumes_on_another_node_from_its_checkpoint(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from corral.base.config import Settings
 from corral.tasks.context import Context
-from corral.tasks.job import JobFailed, JobSpec, environment, run
+from corral.tasks.job import JobFailed, JobSpec, catchers, environment, run
 from corral.tasks.runner import Worker
 
 
@@ -38,3 +43,19 @@ def test_a_job_sees_exactly_its_gpus_and_its_ids_and_none_of_corrals_secrets(
 def test_a_node_that_does_not_run_jobs_says_how_to_turn_them_on() -> None:
     with pytest.raises(JobFailed, match="CORRAL_JOBS=1"):
         run(JobSpec(["true"]), ctx(Settings(jobs=False), [0]))
+
+
+def test_the_checkpoint_signal_goes_only_to_the_processes_that_catch_it() -> None:
+
+    code = ("import signal, time; signal.signal(signal.SIGUSR1, lambda *a: None); "
+            "print(1, flush=True); time.sleep(30)")
+    leader = subprocess.Popen(["sh", "-c", f"{sys.executable} -c '{code}'; sleep 30"],
+                              start_new_session=True, stdout=subprocess.PIPE)
+    try:
+        assert leader.stdout is not None and leader.stdout.readline()
+        time.sleep(0.1)
+        caught = catchers(leader.pid, signal.SIGUSR1)
+        assert len(caught) == 1 and leader.pid not in caught  # the Python child, not the shell
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()

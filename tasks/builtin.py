@@ -64,6 +64,16 @@ def probe(args: Any, ctx: Context) -> dict[str, Any]:
     }
 
 
+@algorithm("corral.batch", batch=32)
+def batch(inputs: list[Any], ctx: Context) -> list[dict[str, Any]]:
+    """A batch-capable diagnostic: each input back, with the size of the call it ran in. An
+    input {"fail": MESSAGE} makes the whole call raise, as a model does on a bad input."""
+    for one in inputs:
+        if isinstance(one, dict) and one.get("fail"):
+            raise ValueError(str(one["fail"]))
+    return [{"echo": one, "batch": len(inputs)} for one in inputs]
+
+
 @algorithm("corral.count", checkpointable=True)
 def count(args: dict[str, Any], ctx: Context) -> dict[str, int]:
     """Count to `to`, a step every `step_seconds`; save a checkpoint every `checkpoint_every`

@@ -20,6 +20,8 @@ class Algorithm:
     fn: Callable[..., Any]
     setup: Callable[[], Any] | None = None
     checkpointable: bool = False
+    batch: int = 1  # most inputs in one call; over 1, fn takes a list of args and returns a list
+    budget: float | None = None  # seconds one call may take, at most (the leader sizes calls by it)
     _state: Any = field(default=None, repr=False)
     _ready: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -42,13 +44,23 @@ def algorithm(
     *,
     setup: Callable[[], Any] | None = None,
     checkpointable: bool = False,
+    batch: int = 1,
+    budget: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``fn(args, ctx)`` under ``name``."""
+    """Register ``fn(args, ctx)`` under ``name``. With ``batch`` over 1 the algorithm is
+    batch-capable: ``fn(list_of_args, ctx)`` returns one result per input, in order, and the
+    leader sends it up to ``batch`` inputs per call (fewer when ``budget`` seconds would be
+    exceeded at the measured time per input)."""
+    if type(batch) is not int or not 1 <= batch <= 4096:
+        raise ValueError(f"algorithm {name!r}: batch must be a whole number from 1 to 4096")
+    if budget is not None and not budget > 0:
+        raise ValueError(f"algorithm {name!r}: budget must be a positive number of seconds")
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"algorithm {name!r} is already registered")
-        _REGISTRY[name] = Algorithm(name, fn, setup=setup, checkpointable=checkpointable)
+        _REGISTRY[name] = Algorithm(name, fn, setup=setup, checkpointable=checkpointable, batch=batch,
+                                    budget=budget)
         return fn
 
     return register
@@ -65,6 +77,12 @@ def get(name: str) -> Algorithm:
 def names() -> list[str]:
     load_plugins()
     return sorted(_REGISTRY)
+
+
+def batching() -> dict[str, dict[str, Any]]:
+    """The batch-capable algorithms and their limits, as a node registers them."""
+    load_plugins()
+    return {a.name: {"max": a.batch, "budget": a.budget} for a in _REGISTRY.values() if a.batch > 1}
 
 
 def load_plugins() -> None:

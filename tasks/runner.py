@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import redis
 from celery import Celery
@@ -53,7 +53,7 @@ class SimulatedGpuFault(RuntimeError):
     """Raised on a simulated GPU listed in --faulty-gpus."""
 
 
-class _Process:
+class Process:
     """Per-process clients, created lazily after the prefork pool has forked."""
 
     redis: Any = None
@@ -124,8 +124,10 @@ class _Heartbeat(threading.Thread):
                 self._due = time.monotonic() + self.every
                 fence_key = self._fence
             try:
-                with _Process.redis.pipeline(transaction=False) as pipe:
-                    publish(pipe, make_event("heartbeat"))
+                with Process.redis.pipeline(transaction=False) as pipe:
+                    beats = make_event("heartbeat")  # one event, or a batch call's list
+                    for one in beats if isinstance(beats, list) else (beats,):
+                        publish(pipe, one)
                     if fence_key is not None:
                         pipe.get(fence_key)
                     replies = pipe.execute()
@@ -153,9 +155,9 @@ class _Saved:
     def load(self) -> Any:
         if self.ref is None:
             return None
-        assert _Process.blobs is not None
+        assert Process.blobs is not None
         try:
-            return _Process.blobs.get(self.ref)
+            return Process.blobs.get(self.ref)
         except (KeyError, ValueError) as exc:
             log.warning("task %s starts over: its checkpoint cannot be read (%s)", self.task_id, exc)
             self.ref = None
@@ -165,7 +167,7 @@ class _Saved:
         encoded = json.dumps(state)  # not JSON: the algorithm's error, raised in its call
         self.number += 1
         ref = checkpoints.key(self.settings.cluster, self.attempt_id, self.number)
-        with _Process.redis.pipeline(transaction=False) as pipe:  # stored before it is announced
+        with Process.redis.pipeline(transaction=False) as pipe:  # stored before it is announced
             pipe.set(ref, encoded, ex=self.settings.result_ttl)
             publish(pipe, self.event("checkpoint", checkpoint_ref=ref))
             pipe.execute()
@@ -179,7 +181,7 @@ class _Saved:
             self._checked = now
             try:
                 self._asked, self._stop, self._gone = checkpoints.signals(
-                    _Process.redis, self.settings.cluster, self.task_id, self.attempt_id, self.since)
+                    Process.redis, self.settings.cluster, self.task_id, self.attempt_id, self.since)
             except redis.RedisError as exc:  # asked again at the next poll
                 log.warning("cannot read the requests to attempt %s: %s", self.attempt_id, exc)
 
@@ -196,38 +198,66 @@ class _Saved:
         return self._gone
 
 
-def _args(args: Any) -> Any:
+def load_args(args: Any) -> Any:
     """A task's args, read back from the blob store when the leader kept them there."""
     if isinstance(args, dict) and len(args) == 1 and BLOB in args:
-        assert _Process.blobs is not None
+        assert Process.blobs is not None
         ref = args[BLOB]
-        if not _Process.blobs.is_args_key(ref):
+        if not Process.blobs.is_args_key(ref):
             raise ValueError(f"args reference {ref!r} is not one the scheduler made")
-        return _Process.blobs.get(ref)
+        return Process.blobs.get(ref)
     return args
 
 
-def _claim(cluster: str, attempt_id: str, msg: dict[str, Any], started: dict[str, Any]) -> fence.Verdict:
-    """Claim the attempt and report `started`, in one round trip (the leader ignores
-    `started` when the claim finds the attempt superseded, and hears `failed` next when it
+def claim(cluster: str, msgs: list[dict[str, Any]], started: list[dict[str, Any]]) -> list[fence.Verdict]:
+    """Claim attempts and report them `started`, in one round trip (the leader ignores
+    `started` when the claim finds an attempt superseded, and hears `failed` next when it
     finds it lost); the claim script is loaded again if Redis lost it."""
     for _ in range(2):
         try:
-            if _Process.claim is None:
-                _Process.claim = fence.claimer(_Process.redis)
-            with _Process.redis.pipeline(transaction=False) as pipe:
-                mine = fence.claim_in(pipe, _Process.claim, cluster, attempt_id, msg)
-                publish(pipe, started)
-                return fence.verdict(pipe.execute()[0], mine)
+            if Process.claim is None:
+                Process.claim = fence.claimer(Process.redis)
+            with Process.redis.pipeline(transaction=False) as pipe:
+                mine = [fence.claim_in(pipe, Process.claim, cluster, m["attempt_id"], m) for m in msgs]
+                for event in started:
+                    publish(pipe, event)
+                replies = pipe.execute()
+            return [fence.verdict(reply, digest) for reply, digest in zip(replies, mine, strict=False)]
         except redis.exceptions.NoScriptError:
-            _Process.claim = None
+            Process.claim = None
     raise redis.RedisError("the claim script could not be loaded")
+
+
+def skipped(settings: Settings, seen: fence.Verdict, msg: dict[str, Any], event: Any) -> bool:
+    """What a claim that is not `run` means (logged, counted or reported); True then."""
+    task_id, attempt_id = msg["task_id"], msg["attempt_id"]
+    if seen == "superseded":
+        log.info("attempt %s of task %s is superseded; not running it", attempt_id, task_id)
+    elif seen == "duplicate":
+        log.info("attempt %s of task %s came twice (a repeated publish); running it once", attempt_id,
+                 task_id)
+    elif seen == "forged":
+        log.warning("attempt %s of task %s was not issued by a leader (or was changed on the way); "
+                    "refused", attempt_id, task_id)
+        with contextlib.suppress(redis.RedisError):
+            Process.redis.incr(fence.refused_key(settings.cluster))
+    elif seen == "lost":
+        publish(Process.redis, event("failed", error={
+            "type": "WorkerLost",
+            "message": "the worker process running this attempt died (killed or out of memory)"}))
+    return seen != "run"
+
+
+def requeue(exc: Exception, what: str) -> NoReturn:
+    log.warning("cannot claim %s (%s); requeueing", what, exc)
+    time.sleep(0.5)
+    raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
 
 
 def execute(app: Celery, msg: dict[str, Any]) -> None:
     """Run one attempt and report its outcome."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
-    beat = _Process.ensure(settings)
+    beat = Process.ensure(settings)
     task_id, attempt_id = msg["task_id"], msg["attempt_id"]
     node = os.environ.get("CORRAL_NODE", msg.get("node", ""))
     gpu = int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1)))
@@ -236,30 +266,10 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         return status_event(kind, task_id, attempt_id, node, gpu, **extra)
 
     try:
-        # One round trip: the claim, and `started` (ignored by the scheduler if the claim
-        # finds the attempt superseded; followed by `failed` if it finds it lost).
-        seen = _claim(settings.cluster, attempt_id, msg, event("started", pid=os.getpid()))
+        (seen,) = claim(settings.cluster, [msg], [event("started", pid=os.getpid())])
     except redis.RedisError as exc:
-        log.warning("cannot claim attempt %s of %s (%s); requeueing", attempt_id, task_id, exc)
-        time.sleep(0.5)
-        raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
-    if seen == "superseded":
-        log.info("attempt %s of task %s is superseded; not running it", attempt_id, task_id)
-        return
-    if seen == "duplicate":
-        log.info("attempt %s of task %s came twice (a repeated publish); running it once", attempt_id,
-                 task_id)
-        return
-    if seen == "forged":
-        log.warning("attempt %s of task %s was not issued by a leader (or was changed on the way); "
-                    "refused", attempt_id, task_id)
-        with contextlib.suppress(redis.RedisError):
-            _Process.redis.incr(fence.refused_key(settings.cluster))
-        return
-    if seen == "lost":
-        publish(_Process.redis, event("failed", error={
-            "type": "WorkerLost",
-            "message": "the worker process running this attempt died (killed or out of memory)"}))
+        requeue(exc, f"attempt {attempt_id} of {task_id}")
+    if skipped(settings, seen, msg, event):
         return
 
     # A job watches its own fence (it kills its process group first); any other attempt's
@@ -271,50 +281,59 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         if os.environ.get("CORRAL_FAULTY") == "1":
             raise SimulatedGpuFault(SIMULATED_CUDA_ERROR.format(node=node, gpu=gpu))
         algo = registry.get(msg["algorithm"])
-        assert _Process.blobs is not None
-        inputs = {name: _Process.blobs.get(_Process.blobs.result_key(up, won))
+        assert Process.blobs is not None
+        inputs = {name: Process.blobs.get(Process.blobs.result_key(up, won))
                   for name, (up, won) in (msg.get("inputs") or {}).items()}
         ctx = Context(
             task_id=task_id, attempt_id=attempt_id, node=node, gpu=gpu,
             session=msg.get("session", ""), number=int(msg.get("number", 1)), state=algo.warm(),
             checkpoint=saved.load(), inputs=inputs,
-            gpus=[int(g) for g in msg.get("gpus") or [gpu]], worker=Worker(settings, _Process.redis),
-            _progress=lambda info: publish(_Process.redis, event("progress", info=info)),
+            gpus=[int(g) for g in msg.get("gpus") or [gpu]], worker=Worker(settings, Process.redis),
+            _progress=lambda info: publish(Process.redis, event("progress", info=info)),
             _save=saved.save, _asked=saved.asked, _stop=saved.stop, _gone=saved.gone,
         )
-        value = algo.fn(_args(msg.get("args")), ctx)
+        value = algo.fn(load_args(msg.get("args")), ctx) if algo.batch == 1 else \
+            alone(algo, load_args(msg.get("args")), ctx)
         encoded = json.dumps(value)  # a result that is not JSON fails the attempt here
     except Stop as stop:  # asked to move, or a job's checkpoint exit: it runs again
         beat.stop_beating()
         why = str(stop)[:200]
         log.info("attempt %s of task %s yielded: %s", attempt_id, task_id, why)
-        _outcome(lambda pipe: publish(pipe, event("yielded", reason=why)))
+        send_outcome(lambda pipe: publish(pipe, event("yielded", reason=why)))
         return
     except Exception as exc:
         beat.stop_beating()
         error = error_info(exc)
         log.warning("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
-        _outcome(lambda pipe: publish(pipe, event("failed", error=error)))
+        send_outcome(lambda pipe: publish(pipe, event("failed", error=error)))
         return
     beat.stop_beating()
-    assert _Process.blobs is not None
-    blobs = _Process.blobs
+    assert Process.blobs is not None
+    blobs = Process.blobs
 
     def succeeded(pipe: Any) -> None:  # result and outcome: one round trip
         ref = blobs.put_result(task_id, attempt_id, encoded, pipe)
         publish(pipe, event("succeeded", result_ref=ref))
 
-    _outcome(succeeded)
+    send_outcome(succeeded)
 
 
-def _outcome(write: Any, patience: float = OUTCOME_PATIENCE) -> None:
+def alone(algo: registry.Algorithm, args: Any, ctx: Context) -> Any:
+    """A batch-capable algorithm called with one input (a call of one)."""
+    values = algo.fn([args], ctx)
+    if not isinstance(values, list) or len(values) != 1:
+        raise TypeError(f"batch algorithm {algo.name} returned {type(values).__name__} for one input")
+    return values[0]
+
+
+def send_outcome(write: Any, patience: float = OUTCOME_PATIENCE) -> None:
     """Send an attempt's outcome, through a broker restart or failover: the work is done, and
     losing its report would run it again. Gives up after `patience` seconds; the leader's
     liveness check then takes the attempt as lost."""
     deadline = time.monotonic() + patience
     while True:
         try:
-            with _Process.redis.pipeline(transaction=False) as pipe:
+            with Process.redis.pipeline(transaction=False) as pipe:
                 write(pipe)
                 pipe.execute()
             return
@@ -328,7 +347,7 @@ def _outcome(write: Any, patience: float = OUTCOME_PATIENCE) -> None:
 def warm_up(app: Celery, msg: dict[str, Any]) -> None:
     """Run the session's algorithms' setup() in this worker process before its first task."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
-    beat = _Process.ensure(settings)
+    beat = Process.ensure(settings)
     node = os.environ.get("CORRAL_NODE", msg.get("node"))
     gpu = int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1)))
     # Model loading can take minutes: the scheduler must know the worker lives.
@@ -343,7 +362,7 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
                 log.exception("warm-up of %s failed", name)
     finally:
         beat.stop_beating()
-    publish(_Process.redis, {
+    publish(Process.redis, {
         "kind": "warmed", "node": node, "gpu": gpu,
         "session": msg.get("session"), "algorithms": ready, "generation": msg.get("generation"),
         "time": time.time(),
@@ -351,16 +370,24 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
 
 
 def register(app: Celery) -> None:
+    from corral.tasks import batching  # it builds on this module's claim and report helpers
+
     @app.task(name=RUN_TASK, acks_late=True, ignore_result=True)
     def run(**msg: Any) -> None:
         # A batch (M11) holds several attempts: run in order, each with its own fence and outcome.
         batch = msg["batch"] if isinstance(msg.get("batch"), list) else [msg]
+        members = []
         for one in batch:
             if not (isinstance(one, dict) and isinstance(one.get("task_id"), str)
                     and isinstance(one.get("attempt_id"), str)):
                 log.warning("a run message without a task and attempt id was refused")
                 continue  # not a message a leader writes; its fence check would fail anyway
-            execute(app, one)
+            members.append(one)
+        for group, algo in batching.calls(members):
+            if algo is None:
+                execute(app, group[0])
+            else:  # a batch-capable algorithm: one call for the group (M11)
+                batching.execute_many(app, group, algo)
 
     @app.task(name=WARM_TASK, acks_late=True, ignore_result=True)
     def warm(**msg: Any) -> None:

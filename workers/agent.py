@@ -74,6 +74,7 @@ class Agent:
             "pid": os.getpid(),
             "gpus": [g.to_dict() for g in self.gpus],
             "algorithms": [a for a in registry.names() if a != JOB_ALGORITHM or self.settings.jobs],
+            "batching": registry.batching(),
             "labels": {},
             "gpu_faults": {str(i): reason for i, reason in self.faults.items()},
             "ready": self.ready,

@@ -80,6 +80,6 @@ WARM_TASK = "corral.warm"
 JOB_ALGORITHM = "corral.job"  # accepted only when a registered node runs command jobs (CORRAL_JOBS)
 BUILTIN_ALGORITHMS = frozenset({
     "corral.echo", "corral.sleep", "corral.fail", "corral.crash", "corral.probe", "corral.count",
-    "corral.model",
+    "corral.model", "corral.batch",
     "vision.bright", "vision.faces", "text.words", "corral.sink",
 })

@@ -21,6 +21,7 @@ class Health:
     def _init(self) -> None:
         self.nodes: dict[str, dict[str, Any]] = {}  # registrations, as the agents wrote them
         self.algorithms: set[str] = set()  # what the registered nodes' workers offer
+        self.batching: dict[str, tuple[int, float | None]] = {}  # batch-capable: (most, budget)
         self.gpu_health: dict[GpuKey, gh.GpuHealth] = {}
         self.node_health: dict[str, nh.NodeHealth] = {}
         self.suspect: set[GpuKey] = set()  # GPUs with recent failures: one task per message
@@ -43,6 +44,7 @@ class Health:
         self.nodes = nodes
         self._topology += 1
         self.algorithms = {a for n in nodes.values() for a in n.get("algorithms", [])}
+        self.batching = read_batching(nodes)
         for name, info in nodes.items():
             before = self.node_health.get(name)
             if before is None or not before.registered:
@@ -183,3 +185,21 @@ class Health:
             attempt = self.tasks[task_id].live_attempt
             if attempt is not None:
                 self._supersede(self.tasks[task_id], attempt, now, why)
+
+
+def read_batching(nodes: dict[str, dict[str, Any]]) -> dict[str, tuple[int, float | None]]:
+    """The batch-capable algorithms the nodes declare: name -> (most inputs per call,
+    seconds per call at most); the smallest where nodes disagree, nothing that is malformed."""
+    out: dict[str, tuple[int, float | None]] = {}
+    for info in nodes.values():
+        declared = info.get("batching")
+        for name, spec in (declared.items() if isinstance(declared, dict) else ()):
+            most = spec.get("max") if isinstance(spec, dict) else None
+            budget = spec.get("budget") if isinstance(spec, dict) else None
+            if type(most) is not int or most < 2 or (budget is not None and (
+                    type(budget) not in (int, float) or not 0 < budget < 86400)):
+                continue
+            before = out.get(name)
+            if before is None or most < before[0]:
+                out[name] = (most, None if budget is None else float(budget))
+    return out

@@ -198,7 +198,9 @@ class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Healt
         elif kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             if attempt.started:
-                ran = max(0.0, at - attempt.started)
+                ran = event.get("ran")  # a batch call's time per input, else the attempt's own
+                if type(ran) is not float or not 0.0 <= ran < CLOCK_SKEW:
+                    ran = max(0.0, at - attempt.started)
                 before = self.runtime.get(task.algorithm)
                 self.runtime[task.algorithm] = ran if before is None else before + 0.2 * (ran - before)
             attempt.started = attempt.started or at

@@ -44,7 +44,8 @@ class Routing:
         usable, busy = self._usable_set(), self.busy
         if self._ready_topology != self._topology:
             self._reindex_all()
-        batch = {s: n for s in pending if (n := self._batch_size(pending[s])) > 1} if self.runtime else {}
+        batch = ({s: n for s in pending if (n := self._batch_size(pending[s])) > 1}
+                 if self.runtime or self.batching else {})
         own: dict[str | None, list[GpuKey]] = {}
         for s, queue in pending.items():  # only as many GPUs as the queue could fill
             keys = self.ready.take(s, len(queue))
@@ -92,9 +93,20 @@ class Routing:
 
     def _batch_size(self, queue: deque[str]) -> int:
         """Tasks per message for a session's queue: enough of them to fill `batch_seconds`
-        at their algorithm's measured run time (1 until a run time is known)."""
-        ran = self.runtime.get(self.tasks[queue[0]].algorithm)
-        if ran is None or self.policy.batch_max <= 1:
+        at their algorithm's measured run time (1 until a run time is known); for a
+        batch-capable algorithm, its largest call, or as many as its budget allows at the
+        measured time per input."""
+        algorithm = self.tasks[queue[0]].algorithm
+        ran = self.runtime.get(algorithm)
+        if self.policy.batch_max <= 1:
+            return 1
+        capable = self.batching.get(algorithm) if self.batching else None
+        if capable is not None:
+            most, budget = min(capable[0], self.policy.batch_max), capable[1]
+            if budget is not None and ran is not None:
+                most = min(most, int(budget / max(ran, 1e-6)))
+            return max(1, most)
+        if ran is None:
             return 1
         return max(1, min(self.policy.batch_max, int(self.policy.batch_seconds / max(ran, 1e-4))))
 

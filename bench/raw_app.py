@@ -25,3 +25,17 @@ def echo(args: dict) -> dict:
 def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+_MODEL = None
+
+
+@app.task(name="raw.embed")
+def embed(text: str) -> list[float]:
+    """bench/embed.py: all-MiniLM-L6-v2, loaded once per worker process, one text per task."""
+    global _MODEL
+    if _MODEL is None:
+        from corral.tasks.embeddings import load
+
+        _MODEL = load()
+    return _MODEL.embed([text])[0].tolist()

@@ -9,9 +9,11 @@ from collections import Counter
 import pytest
 import redis
 
+from corral.base.etcd import get_json
 from corral.base.keys import gpu_queue_lists
 from corral.client import Client, Retry, TaskFailed
 from corral.local import LocalCluster
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +138,11 @@ def test_a_crashed_gpu_worker_is_restarted_by_its_node_agent(
             break
         time.sleep(0.1)
     assert new not in (None, old)
-    handles = [client.submit("corral.probe") for _ in range(16)]
+    # Consuming again (its registration says so), then more work than the other GPUs hold:
+    # some of it runs on the restarted worker.
+    wait_until(lambda: 1 in (get_json(client.etcd, client.keys.node("node-1")) or {}).get("ready", []),
+               60, "the restarted worker to consume")
+    handles = client.map("corral.sleep", [{"seconds": 0.2}] * 16)
     records = client.wait(handles, timeout=60)
     on_gpu1 = [r for r in records.values() if r["attempts"][-1]["gpu"] == 1]
     assert on_gpu1 and all(r["state"] == "SUCCEEDED" for r in on_gpu1)

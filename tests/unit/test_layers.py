@@ -114,4 +114,5 @@ def test_the_scheduler_accepts_exactly_the_algorithms_the_workers_ship() -> None
 
     # Command jobs are accepted only where a node declares them (CORRAL_JOBS=1); models only
     # where their extra is installed.
-    assert set(registry.names()) - {"text.embed"} == BUILTIN_ALGORITHMS | {JOB_ALGORITHM}
+    models = {"text.embed", "vision.ocr", "vision.textdet"}
+    assert set(registry.names()) - models == BUILTIN_ALGORITHMS | {JOB_ALGORITHM}

@@ -111,12 +111,7 @@ class Gangs:
             if gpu is None or task.id not in gpu.outstanding:
                 continue
             gpu.outstanding.discard(task.id)
-            n = self.busy.get(key, 1) - 1
-            if n > 0:
-                self.busy[key] = n
-            else:
-                self.busy.pop(key, None)
-            self._reindex(key)
+            self._vacate(key)
 
     def _unreserve(self, task_id: str) -> None:
         for key in self.reservation.pop(task_id, ()):

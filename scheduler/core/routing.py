@@ -205,13 +205,16 @@ class Routing:
                 self.bundle_left[bundle] = left
                 return  # the message still holds live members
         if gpu is not None:
-            key = gpu.key
-            n = self.busy.get(key, 1) - 1
-            if n > 0:
-                self.busy[key] = n
-            else:
-                self.busy.pop(key, None)
-            self._reindex(key)
+            self._vacate(gpu.key)
+
+    def _vacate(self, key: GpuKey) -> None:
+        """One message fewer in flight on `key`."""
+        n = self.busy.get(key, 1) - 1
+        if n > 0:
+            self.busy[key] = n
+        else:
+            self.busy.pop(key, None)
+        self._reindex(key)
 
     def _usable_set(self) -> frozenset[GpuKey]:
         version, keys = self._usable_cache

@@ -107,12 +107,18 @@ def test_gpus_outside_a_reservation_keep_taking_small_tasks() -> None:
     assert placed and all(m["node"] != reserved_node for m in placed)
 
 
-def test_a_gang_frees_all_of_its_gpus_when_it_ends() -> None:
+def running_gang(gpus: int) -> Core:
+    """A core whose gang "j" on `gpus` GPUs of FOUR has started."""
     core = make(FOUR)
-    gang(core, "j", 3)
+    gang(core, "j", gpus)
     core.route(1.0)
     core.take_effects()
     start(core, "j", 1.1)
+    return core
+
+
+def test_a_gang_frees_all_of_its_gpus_when_it_ends() -> None:
+    core = running_gang(3)
     report(core, "j", "succeeded", now=2.0)
     assert holders(core) == {} and core.reserved == {} and core.busy == {}
     for i in range(4):
@@ -122,11 +128,7 @@ def test_a_gang_frees_all_of_its_gpus_when_it_ends() -> None:
 
 
 def test_a_failed_gang_is_retried_on_a_whole_set_of_gpus_again() -> None:
-    core = make(FOUR)
-    gang(core, "j", 2)
-    core.route(1.0)
-    core.take_effects()
-    start(core, "j", 1.1)
+    core = running_gang(2)
     report(core, "j", "failed", now=2.0, error=APP)
     core.route(2.0)
     (message,) = sent(core.take_effects())

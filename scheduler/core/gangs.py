@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 
 from corral.scheduler import placement
 from corral.scheduler.core.state import Gpu, GpuKey, touch
@@ -39,6 +40,7 @@ class Gangs:
         waiting = sorted((t for q in self.gang_queue.values() for t in q), key=lambda t: self.tasks[t].seq
                          if t in self.tasks else 0)
         usable = self._usable_set()
+        blocked: set[str] = set()  # nodes an older gang waits to take: younger ones keep off
         for task_id in waiting:
             task = self.tasks.get(task_id)
             if task is None or task.state != PENDING:
@@ -49,21 +51,33 @@ class Gangs:
                 self._unreserve(task_id)  # a GPU of it went out of service: choose again
                 keys = None
             if keys is None:
-                keys = self._reserve(task, now)
+                keys = self._reserve(task, now, blocked)
                 if keys is None:
+                    # Held up by GPUs other gangs hold: a younger gang must not take the
+                    # ones that will free up on the nodes where this one fits.
+                    blocked.update(self._fits_on(task, usable))
                     continue
             if not any(self.busy.get(k) for k in keys):
                 self._start_gang(task, keys, now)
 
-    def _reserve(self, task: Task, now: float) -> list[GpuKey] | None:
+    def _candidates(self, task: Task, usable: frozenset[GpuKey]) -> list[GpuKey]:
+        """The GPUs a gang may hold: its session's, and those no session holds (the
+        allocator places GPUs with no regard to nodes: a session's may be spread thinner
+        than a gang needs); usable, and none it must avoid."""
         rule = self.constraints.get(task.id)
-        usable = self._usable_set()
+        return [key for key in itertools.chain(self.serving.get(task.session, ()), self.serving.get(None, ()))
+                if key in usable and key in self.gpus and not (rule is not None and key in rule.avoid_gpus)]
+
+    def _fits_on(self, task: Task, usable: frozenset[GpuKey]) -> set[str]:
+        """Nodes with enough of the gang's candidate GPUs, held by others or not."""
+        count = Counter(key[0] for key in self._candidates(task, usable))
+        return {node for node, n in count.items() if n >= task.gpus}
+
+    def _reserve(self, task: Task, now: float, blocked: set[str]) -> list[GpuKey] | None:
+        rule = self.constraints.get(task.id)
         free: dict[str, list[tuple[int, GpuKey]]] = {}
-        # Its session's GPUs, and those no session holds (the allocator places GPUs with no
-        # regard to nodes: a session's may be spread thinner than a gang needs).
-        for key in itertools.chain(self.serving.get(task.session, ()), self.serving.get(None, ())):
-            if key in usable and key in self.gpus and key not in self.reserved and not (
-                    rule is not None and key in rule.avoid_gpus):
+        for key in self._candidates(task, self._usable_set()):
+            if key not in self.reserved and key[0] not in blocked:
                 free.setdefault(key[0], []).append((self.busy.get(key, 0), key))
         keys = placement.reserve(task.gpus, free, rule.avoid_hosts if rule is not None else ())
         if keys is None:

@@ -176,3 +176,18 @@ def test_a_gang_may_take_gpus_that_no_session_holds() -> None:
     core.route(1.1)
     (message,) = sent(core.take_effects(), "j")
     assert len(message["gpus"]) == 3
+
+
+def test_a_younger_smaller_gang_does_not_take_the_gpus_an_older_bigger_one_waits_for() -> None:
+    core = make(FOUR)
+    gang(core, "running", 2)
+    core.route(1.0)
+    start(core, "running", 1.1)
+    gang(core, "big", 4, now=1.2)  # needs the whole node: waits for "running"
+    gang(core, "small", 2, now=1.3)  # would fit on the two free GPUs
+    core.route(1.4)
+    assert core.tasks["small"].state == "PENDING" and not core.reservation
+    report(core, "running", "succeeded", now=2.0)
+    core.route(2.0)
+    started = [m["task_id"] for m in sent(core.take_effects())]
+    assert "big" in started and "small" not in started

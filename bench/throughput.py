@@ -32,8 +32,9 @@ from typing import Any
 from celery import Celery
 
 from corral.base.config import Settings
+from corral.base.process import free_port, stop_groups
 from corral.client import Client
-from corral.local import LocalCluster, free_port, require_binary, stop_groups
+from corral.local import LocalCluster, require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 

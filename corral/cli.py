@@ -14,20 +14,16 @@ import typer
 
 from corral import cli_errors, cli_jobs
 from corral.base.config import Settings
+from corral.cli_common import BrokerOpt, ClusterOpt, EtcdOpt
+from corral.cli_common import client_for as _client
+from corral.cli_common import settings_for as _settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="corral: a high-availability scheduler for AI work on GPU clusters.")
 session_app = typer.Typer(no_args_is_help=True, help="Open, close and list sessions.")
 app.add_typer(session_app, name="session")
 
-EtcdOpt = typer.Option(None, "--etcd", envvar="CORRAL_ETCD", help="etcd endpoints, comma-separated")
-BrokerOpt = typer.Option(None, "--broker", envvar="CORRAL_BROKER", help="Redis broker URL")
-ClusterOpt = typer.Option(None, "--cluster", envvar="CORRAL_CLUSTER", help="cluster key prefix")
 StateOpt = typer.Option(Path(".corral"), "--state-dir", help="where the local cluster keeps its state")
-
-
-def _settings(etcd: str | None, broker: str | None, cluster: str | None) -> Settings:
-    return Settings.from_env(etcd=etcd, broker=broker, cluster=cluster)
 
 
 def _logging(role: str) -> None:
@@ -38,16 +34,6 @@ def _logging(role: str) -> None:
 
 
 _fail = cli_errors.say
-
-
-def _client(etcd: str | None, broker: str | None, cluster: str | None) -> Any:
-    from corral.base.etcd import EtcdUnavailable
-    from corral.client import Client
-
-    try:
-        return Client(_settings(etcd, broker, cluster))
-    except EtcdUnavailable as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -276,35 +262,6 @@ def submit(
         _fail(str(exc))
 
 
-@app.command()
-def checkpoint(
-    task_id: str,
-    wait: float = typer.Option(0.0, "--wait", help="seconds to wait for the checkpoint to be recorded"),
-    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
-) -> None:
-    """Ask a running task for a checkpoint now (M2); with --wait, print the one it saves."""
-    import time
-
-    client = _client(etcd, broker, cluster)
-    record = client.task(task_id)
-    if record is None:
-        _fail(f"no task {task_id!r}")
-    if record["state"] not in ("QUEUED", "RUNNING"):
-        _fail(f"task {task_id} is {record['state']}: only a running task can save a checkpoint")
-    before = record.get("checkpoint_ref")
-    client.request_checkpoint(task_id)
-    deadline = time.monotonic() + wait
-    while wait and time.monotonic() < deadline:
-        ref = (client.task(task_id) or {}).get("checkpoint_ref")
-        if ref and ref != before:
-            typer.echo(json.dumps({"checkpoint_ref": ref, "state": client.checkpoint(task_id)}))
-            return
-        time.sleep(0.2)
-    if wait:
-        _fail(f"no checkpoint recorded within {wait} s (is {record['algorithm']} checkpointable?)")
-    typer.echo(f"checkpoint requested for {task_id}")
-
-
 @session_app.command("open")
 def session_open(
     name: str,
@@ -457,7 +414,7 @@ def demo(
     raise typer.Exit(run_demo(tasks=tasks, gpus=gpus, state_dir=state_dir))
 
 
-cli_jobs.register(app, _client)
+cli_jobs.register(app)
 
 
 def main() -> None:

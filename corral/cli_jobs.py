@@ -1,35 +1,27 @@
-"""`corral job ...` and `corral task ...`: command jobs, their output, cancelling and moving
-tasks (docs/jobs.md). Registered on the main app by `corral.cli`."""
+"""`corral job ...`, `corral task ...` and `corral checkpoint`: command jobs, their output,
+cancelling, moving and checkpointing tasks (docs/jobs.md). Registered on the main app by
+`corral.cli`."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import typer
 
 from corral import cli_errors
-
-EtcdOpt = typer.Option(None, "--etcd", envvar="CORRAL_ETCD", help="etcd endpoints, comma-separated")
-BrokerOpt = typer.Option(None, "--broker", envvar="CORRAL_BROKER", help="Redis broker URL")
-ClusterOpt = typer.Option(None, "--cluster", envvar="CORRAL_CLUSTER", help="cluster key prefix")
+from corral.cli_common import BrokerOpt, ClusterOpt, EtcdOpt
+from corral.cli_common import client_for as _client
 
 job_app = typer.Typer(no_args_is_help=True, help="Run programs on GPUs: run, logs, cancel.")
-Connect = Callable[[str | None, str | None, str | None], Any]
-_connect: list[Connect] = []
 
 
-def register(app: typer.Typer, connect: Connect) -> None:
-    _connect.append(connect)
+def register(app: typer.Typer) -> None:
     app.add_typer(job_app, name="job")
     app.command(name="task", context_settings={"allow_interspersed_args": False})(task)
-
-
-def _client(etcd: str | None, broker: str | None, cluster: str | None) -> Any:
-    return _connect[0](etcd, broker, cluster)
+    app.command(name="checkpoint")(checkpoint)
 
 
 @job_app.command("run", context_settings={"allow_interspersed_args": False})
@@ -106,6 +98,32 @@ def task(
         _migrate(client, words[1], wait)
     else:
         cli_errors.say("usage: corral task ID | corral task cancel ID | corral task migrate ID")
+
+
+def checkpoint(
+    task_id: str,
+    wait: float = typer.Option(0.0, "--wait", help="seconds to wait for the checkpoint to be recorded"),
+    etcd: str | None = EtcdOpt, broker: str | None = BrokerOpt, cluster: str | None = ClusterOpt,
+) -> None:
+    """Ask a running task for a checkpoint now (M2); with --wait, print the one it saves."""
+    client = _client(etcd, broker, cluster)
+    record = client.task(task_id)
+    if record is None:
+        cli_errors.say(f"no task {task_id!r}")
+    if record["state"] not in ("QUEUED", "RUNNING"):
+        cli_errors.say(f"task {task_id} is {record['state']}: only a running task can save a checkpoint")
+    before = record.get("checkpoint_ref")
+    client.request_checkpoint(task_id)
+    deadline = time.monotonic() + wait
+    while wait and time.monotonic() < deadline:
+        ref = (client.task(task_id) or {}).get("checkpoint_ref")
+        if ref and ref != before:
+            typer.echo(json.dumps({"checkpoint_ref": ref, "state": client.checkpoint(task_id)}))
+            return
+        time.sleep(0.2)
+    if wait:
+        cli_errors.say(f"no checkpoint recorded within {wait} s (is {record['algorithm']} checkpointable?)")
+    typer.echo(f"checkpoint requested for {task_id}")
 
 
 def _print_logs(client: Any, task_id: str, follow: bool) -> None:

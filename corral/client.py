@@ -14,15 +14,15 @@ from typing import Any
 from celery import Celery
 from etcd3 import exceptions as etcd_errors
 
-from corral.base import broker, checkpoints
+from corral.base import broker
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
 from corral.base.etcd import get_json, prefix_json, snapshot
 from corral.base.history import HistoryError, HistoryStore, open_history
-from corral.base.keys import ADMIN_TASK, INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
+from corral.base.keys import INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 from corral.base.retry import RetryPolicy as Retry
-from corral.jobs import Jobs
+from corral.control import Control
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 MAP_BATCH = 200  # tasks per ingress message from map()
@@ -62,7 +62,7 @@ class SessionConflict(ValueError):
     """A session is open with other settings; open it with update=True to change them."""
 
 
-class Client(Jobs):
+class Client(Control):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.cluster)
@@ -221,23 +221,6 @@ class Client(Jobs):
             out[(node, int(index))] = value
         return out
 
-    def admin(self, action: str, node: str, gpu: int | None = None, reason: str = "",
-              wait: float = 10.0, move: bool = True) -> dict[str, Any] | None:
-        """gpu.quarantine | gpu.release | node.drain | node.undrain; returns the new health
-        record. A drain moves running work (it checkpoints first) unless `move` is False."""
-        key = self.keys.gpu_health(node, gpu) if action.startswith("gpu.") else self.keys.node_health(node)
-        before = get_json(self.etcd, key)
-        self.celery.send_task(ADMIN_TASK, kwargs={"action": action, "node": node, "gpu": gpu, "move": move,
-                                                  "reason": reason or f"{action} by operator"},
-                              queue=INGRESS_QUEUE)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            after = get_json(self.etcd, key)
-            if after is not None and after != before:
-                return after
-            time.sleep(0.1)
-        return None
-
     def _session_message(self, name: str, action: str, **fields: Any) -> None:
         self.celery.send_task(SESSION_TASK, kwargs={"name": name, "action": action, **fields},
                               queue=INGRESS_QUEUE)
@@ -278,17 +261,6 @@ class Client(Jobs):
             return self._blob_store().get(record["result_ref"])
         except KeyError as exc:
             raise ResultLost(record, str(exc)) from None
-
-    def request_checkpoint(self, task_id: str) -> None:
-        """Ask a running task for a checkpoint now (M2): a checkpointable algorithm saves one
-        at its next step, and the record's `checkpoint_ref` then names it."""
-        checkpoints.request(self._blob_store().redis, self.settings.cluster, task_id)
-
-    def checkpoint(self, task_id: str) -> Any:
-        """The latest checkpoint a task saved (None if none)."""
-        record = self.task(task_id)
-        ref = (record or {}).get("checkpoint_ref")
-        return None if ref is None else self._blob_store().get(ref)
 
     def wait(self, handles: Iterable[Handle], timeout: float | None = None,
              progress: Any = None) -> dict[str, dict[str, Any]]:

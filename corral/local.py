@@ -7,13 +7,11 @@ group; stopping the cluster signals each group, so nothing is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +22,7 @@ from typing import Any
 from corral.base.config import Settings
 from corral.base.etcd import connect, get_json, prefix_json
 from corral.base.keys import Keys
-from corral.base.process import alive
+from corral.base.process import alive, free_port, kill_group, stop_groups
 from corral.netns import TestNet
 
 
@@ -39,12 +37,6 @@ class Proc:
     pid: int
     log: str = ""
     args: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def require_binary(name: str, package: str) -> str:
@@ -69,50 +61,6 @@ def _answers(url: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def stop_groups(pids: list[int], grace: float = 10.0) -> None:
-    """SIGTERM each process group, then SIGKILL what is still there after `grace` seconds."""
-    for pid in pids:
-        kill_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(alive(p) or _group_alive(p) for p in pids):
-        _reap()
-        time.sleep(0.1)
-    for pid in pids:
-        kill_group(pid, signal.SIGKILL)
-    _reap()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return any(_pgid_of(int(p)) == pgid for p in os.listdir("/proc") if p.isdigit() and alive(int(p)))
-
-
-def _pgid_of(pid: int) -> int:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return -1
-
-
-def _reap() -> None:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
 
 
 class LocalCluster:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import io
 import logging
 import os
@@ -40,6 +39,7 @@ from typing import Any
 
 from corral.base import joblogs
 from corral.base.keys import JOB_ALGORITHM
+from corral.base.process import die_with_parent, signal_group
 from corral.tasks.context import Context, Stop
 from corral.tasks.registry import algorithm
 
@@ -159,7 +159,7 @@ class Watch:
             proc = subprocess.Popen(
                 spec.command, cwd=spec.cwd, env=environment(spec, ctx, self.folder),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                start_new_session=True, preexec_fn=die_with_parent)
         except OSError as exc:
             raise JobFailed(f"cannot start {spec.command[0]!r}: {exc}") from exc
         assert proc.stdout is not None
@@ -195,7 +195,7 @@ class Watch:
         finally:
             if proc.poll() is None:
                 _kill(proc, KILL_AFTER)
-            _kill_group(proc.pid)  # what it left behind in its group goes with it
+            signal_group(proc.pid, signal.SIGKILL)  # what it left behind in its group goes too
             pump.join(5)
             self.output.flush()
         code = proc.returncode
@@ -345,21 +345,9 @@ def _exit_text(code: int | None) -> str:
 
 def _kill(proc: subprocess.Popen[bytes], patience: float) -> None:
     """SIGTERM to the whole group, SIGKILL after `patience` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+    signal_group(proc.pid, signal.SIGTERM)
     try:
         proc.wait(patience)
     except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
+        signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _die_with_parent() -> None:
-    """The job's leader dies with the worker that started it (a node that dies takes its
-    jobs along, as a real one would)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

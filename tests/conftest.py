@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from corral.base.process import alive
 from corral.client import Client
-from corral.local import LocalCluster, alive
+from corral.local import LocalCluster
 
 
 def group_members(pgid: int) -> list[int]:

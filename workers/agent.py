@@ -9,7 +9,6 @@ agent killed alone never leaves orphans that keep taking work.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
 from corral.base.keys import JOB_ALGORITHM, Keys, gpu_queue
+from corral.base.process import die_with_parent
 from corral.tasks import registry
 from corral.workers.gpus import GpuInfo
 from corral.workers.health import HealthMonitor
@@ -32,11 +32,6 @@ from corral.workers.metrics import AgentMetrics
 log = logging.getLogger("corral.node")
 
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -227,7 +222,7 @@ class Agent:
         logfile = open(self.log_dir / f"{self.name}-gpu{gpu.index}.log", "ab")  # noqa: SIM115
         worker.proc = subprocess.Popen(
             cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         logfile.close()
 

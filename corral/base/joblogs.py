@@ -24,10 +24,10 @@ def append(pipe: redis.client.Pipeline, cluster: str, attempt_id: str, data: byt
     pipe.expire(name, ttl)
 
 
-def read(client: redis.Redis, cluster: str, attempt_id: str, after: str = "-") -> list[tuple[str, bytes]]:
-    """Pieces after the entry id `after` ("-": from the start), oldest first."""
-    start = after if after == "-" else f"({after}"
-    return [(_id(i), fields.get(b"d", b"")) for i, fields in client.xrange(key(cluster, attempt_id), start)]
+def read(client: redis.Redis, cluster: str, attempt_id: str, after: str = "0-0") -> list[tuple[str, bytes]]:
+    """Pieces after the entry id `after` ("0-0": from the start), oldest first."""
+    entries = client.xrange(key(cluster, attempt_id), f"({after}")  # exclusive of `after`
+    return [(_id(i), fields.get(b"d", b"")) for i, fields in entries]
 
 
 def wait(client: redis.Redis, cluster: str, attempt_id: str, after: str,

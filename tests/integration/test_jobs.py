@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from corral.base.config import Settings
+from corral.base.process import alive
 from corral.client import Client, Retry
-from corral.local import LocalCluster, alive
+from corral.local import LocalCluster
 from tests.conftest import running_cluster, wait_until
 from tests.integration.test_gpu_health import _pid_of_running_attempt
 

@@ -13,7 +13,8 @@ import redis
 from kombu import Connection
 
 from corral.base.keys import NORMAL, RUN_TASK, URGENT, gpu_queue
-from corral.local import free_port, require_binary
+from corral.base.process import free_port
+from corral.local import require_binary
 from corral.scheduler.wire import EMBED, decode, encode_task
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from corral.scheduler.core import Core
 from corral.scheduler.ingress import AdminRequest
 
@@ -89,3 +91,31 @@ def test_cancelling_a_waiting_gang_gives_its_reserved_gpus_back() -> None:
     admin(core, "task.cancel", "g")
     core.route(2.1)
     assert core.tasks["g"].state == "CANCELLED" and core.reserved == {}
+
+
+def test_a_yield_from_an_attempt_that_is_no_longer_current_is_ignored() -> None:
+    core = make()
+    running(core, "t")
+    report(core, "t", "failed", now=2.0, error={"type": "ValueError", "message": "x"})
+    core.status({"kind": "yielded", "task_id": "t", "attempt_id": "t.a1", "time": 2.1, "reason": ["odd"]},
+                2.1, None)
+    assert core.tasks["t"].attempts[0].state == "FAILED"
+
+
+def test_a_cancel_or_migrate_of_an_unknown_or_finished_task_changes_nothing() -> None:
+    core = make()
+    running(core, "t")
+    report(core, "t", "succeeded", now=2.0)
+    core.take_effects()
+    admin(core, "task.cancel", "t")
+    admin(core, "task.migrate", "nobody")
+    fx = core.take_effects()
+    assert core.tasks["t"].state == "SUCCEEDED" and not fx.fences and not fx.stops
+
+
+@pytest.mark.parametrize("ran", [float("nan"), float("inf"), -1.0, "0.1", None, 10**9])
+def test_a_time_per_input_that_makes_no_sense_falls_back_to_the_attempts_own(ran: object) -> None:
+    core = make()
+    running(core, "t")
+    report(core, "t", "succeeded", now=2.2, ran=ran)
+    assert abs(core.runtime["a"] - 1.0) < 1e-9  # started at 1.2, ended at 2.2

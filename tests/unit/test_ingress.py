@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from corral.base.keys import SUBMIT_TASK
 from corral.base.retry import DEFAULT
-from corral.scheduler.ingress import Rejection, SessionRequest, Submission, parse, parse_all
+from corral.scheduler.ingress import AdminRequest, Rejection, SessionRequest, Submission, parse, parse_all
 
 KNOWN = frozenset({"corral.echo", "corral.sleep"})
 
@@ -123,3 +125,30 @@ def test_a_bad_upstream_list_is_rejected_with_a_reason() -> None:
                         (["m-1"], "the task itself"), ({"bad name!": "up"}, "input name")]:
         got = run({"algorithm": "corral.echo", "after": after})
         assert isinstance(got, Rejection) and says in got.reason, (after, got)
+
+
+def admin(kwargs: object):
+    return run(kwargs, name="corral.admin")
+
+
+@pytest.mark.parametrize("task_id", [None, 7, ["t"], "t\n", "", "x" * 300, float("nan")])
+def test_a_task_action_without_a_valid_task_id_is_rejected(task_id: object) -> None:
+    got = admin({"action": "task.cancel", "task_id": task_id})
+    assert isinstance(got, Rejection) and "task_id" in got.reason
+
+
+def test_a_task_action_names_its_task_and_needs_no_node() -> None:
+    got = admin({"action": "task.migrate", "task_id": "t-1", "reason": 5})
+    assert isinstance(got, AdminRequest)
+    assert (got.action, got.task_id, got.node) == ("task.migrate", "t-1", "")
+
+
+@pytest.mark.parametrize("move, moves", [(False, False), (True, True), (None, True), ("no", True), (0, True)])
+def test_only_an_explicit_false_lets_a_drain_leave_running_work_in_place(move: object, moves: bool) -> None:
+    got = admin({"action": "node.drain", "node": "n1", "move": move})
+    assert isinstance(got, AdminRequest) and got.move is moves
+
+
+@pytest.mark.parametrize("gpus", [0, -1, 1.0, float("nan"), float("inf"), True, "2", [2], 10**30])
+def test_a_gpu_count_that_is_not_a_whole_number_from_1_to_64_is_rejected(gpus: object) -> None:
+    assert isinstance(run({"algorithm": "corral.echo", "gpus": gpus}), Rejection)

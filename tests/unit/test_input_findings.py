@@ -12,7 +12,7 @@ import pytest
 from corral.base.config import Settings
 from corral.base.etcd import EtcdUnavailable, connect
 from corral.base.keys import BUILTIN_ALGORITHMS
-from corral.local import free_port
+from corral.base.process import free_port
 from corral.pipelines import sources
 from corral.scheduler.ingress import Rejection, SessionRequest, Submission, read
 from corral.scheduler.wire import decode

@@ -1,12 +1,12 @@
 """Batch-capable algorithms (M11): one call for many inputs, each still its own task.
 
-A GPU message may carry several attempts (a bundle). Consecutive members for the same
-batch-capable algorithm (`@algorithm(..., batch=N)`) are claimed in one round trip and run
-in one call, `fn([args, ...], ctx)`, which returns one result per input. Every member keeps
-its own attempt, fence and outcome. When the call raises, the inputs are run again one per
-call, so that an input that makes the model raise fails only its own task, with the model's
-error, and its neighbours succeed. Each outcome carries `ran`, the call's time per input,
-which the leader uses to size the next calls.
+A GPU message may carry several attempts (a bundle), claimed together when it starts
+(tasks/runner.py). Consecutive members for the same batch-capable algorithm
+(`@algorithm(..., batch=N)`) run in one call, `fn([args, ...], ctx)`, which returns one
+result per input. Every member keeps its own attempt, fence and outcome. When the call
+raises, the inputs are run again one per call, so that an input that makes the model raise
+fails only its own task, with the model's error, and its neighbours succeed. Each outcome
+carries `ran`, the call's time per input, which the leader uses to size the next calls.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import redis
-from celery import Celery
-
 from corral.base.config import Settings
 from corral.base.errors import error_info
 from corral.tasks import registry
@@ -27,16 +24,15 @@ from corral.tasks.context import Context
 from corral.tasks.registry import Algorithm
 from corral.tasks.runner import (
     SIMULATED_CUDA_ERROR,
+    Event,
     Process,
     SimulatedGpuFault,
     Worker,
-    claim,
     load_args,
-    requeue,
-    send_outcome,
-    skipped,
+    report,
+    where,
 )
-from corral.tasks.status import publish, status_event
+from corral.tasks.status import publish
 
 Outcome = tuple[bool, Any]  # (True, the result as JSON) or (False, an error record)
 
@@ -67,23 +63,12 @@ def _batch_capable(msg: dict[str, Any]) -> Algorithm | None:
     return algo if algo.batch > 1 else None
 
 
-def execute_many(app: Celery, msgs: list[dict[str, Any]], algo: Algorithm) -> None:
-    settings: Settings = app.corral_settings  # type: ignore[attr-defined]
-    beat = Process.ensure(settings)
-    node = os.environ.get("CORRAL_NODE", msgs[0].get("node", ""))
-    gpu = int(os.environ.get("CORRAL_GPU_INDEX", msgs[0].get("gpu", -1)))
-
-    def event_of(msg: dict[str, Any]) -> Any:
-        return lambda kind, **extra: status_event(kind, msg["task_id"], msg["attempt_id"], node, gpu, **extra)
-
-    events = [event_of(m) for m in msgs]
-    try:
-        seen = claim(settings.cluster, msgs, [e("started", pid=os.getpid()) for e in events])
-    except redis.RedisError as exc:
-        requeue(exc, f"{len(msgs)} attempts of {algo.name}")
-    run = [(m, e) for m, e, v in zip(msgs, events, seen, strict=True) if not skipped(settings, v, m, e)]
-    if not run:
-        return
+def execute_many(settings: Settings, run: list[tuple[dict[str, Any], Event]], algo: Algorithm,
+                 last: bool = True) -> None:
+    """One call for claimed attempts of one batch-capable algorithm; an outcome for each."""
+    assert Process.beat is not None
+    beat = Process.beat
+    node, gpu = where(run[0][0])
     beat.beat_for(lambda kind: [e(kind) for _, e in run])
     began = time.monotonic()
     try:
@@ -101,16 +86,17 @@ def execute_many(app: Celery, msgs: list[dict[str, Any]], algo: Algorithm) -> No
     ran = (time.monotonic() - began) / len(run)
     assert Process.blobs is not None
     blobs = Process.blobs
+    # Stamped now: the write may go out later, with the next member's.
+    events = [event("succeeded", ran=ran) if ok else event("failed", error=value)
+              for (_, event), (ok, value) in zip(run, outcomes, strict=True)]
 
-    def report(pipe: Any) -> None:  # every result and outcome: one round trip
-        for (msg, event), (ok, value) in zip(run, outcomes, strict=True):
+    def outcomes_of(pipe: Any) -> None:  # every result and outcome: one round trip
+        for (msg, _), (ok, value), done in zip(run, outcomes, events, strict=True):
             if ok:
-                ref = blobs.put_result(msg["task_id"], msg["attempt_id"], value, pipe)
-                publish(pipe, event("succeeded", result_ref=ref, ran=ran))
-            else:
-                publish(pipe, event("failed", error=value))
+                done["result_ref"] = blobs.put_result(msg["task_id"], msg["attempt_id"], value, pipe)
+            publish(pipe, done)
 
-    send_outcome(report)
+    report(outcomes_of, last)
 
 
 def call(algo: Algorithm, msgs: list[dict[str, Any]], ctx: Context) -> list[Outcome]:

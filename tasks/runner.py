@@ -29,6 +29,7 @@ from corral.base.errors import error_info
 from corral.base.keys import BLOB, JOB_ALGORITHM, RUN_TASK, WARM_TASK
 from corral.tasks import registry
 from corral.tasks.context import Context, Stop
+from corral.tasks.reporter import PATIENCE, Reporter, Write, write_all
 from corral.tasks.status import publish, status_event
 
 log = logging.getLogger("corral.worker")
@@ -37,9 +38,6 @@ SIMULATED_CUDA_ERROR = (
     "CUDA error: an illegal memory access was encountered "
     "(simulated faulty GPU {node}:{gpu}, cudaErrorIllegalAddress)"
 )
-
-
-OUTCOME_PATIENCE = 60.0  # seconds a finished attempt keeps trying to report its outcome
 
 
 class Worker(NamedTuple):
@@ -60,6 +58,7 @@ class Process:
     claim: str | None = None  # the SHA of the fence's claim script
     blobs: BlobStore | None = None
     beat: _Heartbeat | None = None
+    reporter: Reporter | None = None
     pid: int = 0
 
     @classmethod
@@ -70,6 +69,8 @@ class Process:
             cls.blobs = BlobStore(settings, cls.redis)
             cls.beat = _Heartbeat(settings.heartbeat)
             cls.beat.start()
+            cls.reporter = Reporter(cls.redis)
+            cls.reporter.start()
             cls.pid = os.getpid()
         assert cls.beat is not None
         return cls.beat
@@ -139,6 +140,9 @@ class _Heartbeat(threading.Thread):
             if fence_key is not None and replies[-1] == fence.SUPERSEDED and current:
                 log.warning("the running attempt was superseded (cancelled, or run elsewhere): "
                             "ending this worker process")
+                with contextlib.suppress(Exception):  # what earlier members of its message report
+                    assert Process.reporter is not None
+                    Process.reporter.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -165,6 +169,8 @@ class _Saved:
 
     def save(self, state: Any) -> None:
         encoded = json.dumps(state)  # not JSON: the algorithm's error, raised in its call
+        assert Process.reporter is not None
+        Process.reporter.flush()  # announced after this attempt's `started`
         self.number += 1
         ref = checkpoints.key(self.settings.cluster, self.attempt_id, self.number)
         with Process.redis.pipeline(transaction=False) as pipe:  # stored before it is announced
@@ -254,29 +260,73 @@ def requeue(exc: Exception, what: str) -> NoReturn:
     raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
 
 
-def execute(app: Celery, msg: dict[str, Any]) -> None:
-    """Run one attempt and report its outcome."""
+Event = Any  # makes one attempt's status event: event(kind, **extra)
+
+
+def where(msg: dict[str, Any]) -> tuple[str, int]:
+    """This worker's node and GPU (the message's, outside a node agent)."""
+    return (os.environ.get("CORRAL_NODE", msg.get("node", "")),
+            int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1))))
+
+
+def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
+    """Run a message's attempts in order, each with its own fence and outcome.
+
+    All of them are claimed in one round trip when the message starts, with the first
+    call's `started`; after that no member waits for Redis before it runs: each outcome,
+    and the next member's `started`, go to the process's reporter, and the message returns
+    (and is acknowledged) only once they are written. A member superseded after the claim
+    still runs; the scheduler ignores its late outcome, as it ignores any other."""
+    from corral.tasks import batching  # it builds on this module's claim and report helpers
+
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
-    beat = Process.ensure(settings)
-    task_id, attempt_id = msg["task_id"], msg["attempt_id"]
-    node = os.environ.get("CORRAL_NODE", msg.get("node", ""))
-    gpu = int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1)))
+    Process.ensure(settings)
+    assert Process.reporter is not None
+    reporter = Process.reporter
+    node, gpu = where(members[0])
 
-    def event(kind: str, **extra: Any) -> dict[str, Any]:
-        return status_event(kind, task_id, attempt_id, node, gpu, **extra)
+    def event_of(msg: dict[str, Any]) -> Event:
+        task_id, attempt_id = msg["task_id"], msg["attempt_id"]
+        return lambda kind, **extra: status_event(kind, task_id, attempt_id, node, gpu, **extra)
 
+    calls = list(batching.calls(members))
+    events = {m["attempt_id"]: event_of(m) for m in members}
     try:
-        (seen,) = claim(settings.cluster, [msg], [event("started", pid=os.getpid())])
+        seen = claim(settings.cluster, members,
+                     [events[m["attempt_id"]]("started", pid=os.getpid()) for m in calls[0][0]])
     except redis.RedisError as exc:
-        requeue(exc, f"attempt {attempt_id} of {task_id}")
-    if skipped(settings, seen, msg, event):
-        return
+        requeue(exc, f"{len(members)} attempts" if len(members) > 1 else
+                f"attempt {members[0]['attempt_id']} of {members[0]['task_id']}")
+    verdicts = {m["attempt_id"]: v for m, v in zip(members, seen, strict=True)}
+    for i, (group, algo) in enumerate(calls):
+        mine = [(m, events[m["attempt_id"]]) for m in group
+                if not skipped(settings, verdicts[m["attempt_id"]], m, events[m["attempt_id"]])]
+        if not mine:
+            continue
+        if i > 0:
+            started = [e("started", pid=os.getpid()) for _, e in mine]
+            reporter.send(lambda pipe, started=started: [publish(pipe, one) for one in started])
+        last = i == len(calls) - 1
+        if algo is None:
+            execute(settings, *mine[0], last=last)
+        else:  # a batch-capable algorithm: one call for the group (M11)
+            batching.execute_many(settings, mine, algo, last=last)
+    reporter.flush()
+
+
+def execute(settings: Settings, msg: dict[str, Any], event: Event, last: bool = True) -> None:
+    """Run one claimed attempt and report its outcome."""
+    assert Process.beat is not None and Process.reporter is not None
+    beat, reporter = Process.beat, Process.reporter
+    task_id, attempt_id = msg["task_id"], msg["attempt_id"]
+    node, gpu = where(msg)
 
     # A job watches its own fence (it kills its process group first); any other attempt's
     # process ends when its fence says superseded.
     own = None if msg["algorithm"] == JOB_ALGORITHM else fence.key(settings.cluster, attempt_id)
     beat.beat_for(event, own)
     saved = _Saved(settings, task_id, attempt_id, msg.get("checkpoint"), event)
+    began = time.monotonic()
     try:
         if os.environ.get("CORRAL_FAULTY") == "1":
             raise SimulatedGpuFault(SIMULATED_CUDA_ERROR.format(node=node, gpu=gpu))
@@ -289,7 +339,7 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
             session=msg.get("session", ""), number=int(msg.get("number", 1)), state=algo.warm(),
             checkpoint=saved.load(), inputs=inputs,
             gpus=[int(g) for g in msg.get("gpus") or [gpu]], worker=Worker(settings, Process.redis),
-            _progress=lambda info: publish(Process.redis, event("progress", info=info)),
+            _progress=lambda info: reporter.send(lambda pipe: publish(pipe, event("progress", info=info))),
             _save=saved.save, _asked=saved.asked, _stop=saved.stop, _gone=saved.gone,
         )
         value = algo.fn(load_args(msg.get("args")), ctx) if algo.batch == 1 else \
@@ -299,23 +349,26 @@ def execute(app: Celery, msg: dict[str, Any]) -> None:
         beat.stop_beating()
         why = str(stop)[:200]
         log.info("attempt %s of task %s yielded: %s", attempt_id, task_id, why)
-        send_outcome(lambda pipe: publish(pipe, event("yielded", reason=why)))
+        yielded = event("yielded", reason=why)
+        report(lambda pipe: publish(pipe, yielded), last)
         return
     except Exception as exc:
         beat.stop_beating()
-        error = error_info(exc)
         log.warning("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
-        send_outcome(lambda pipe: publish(pipe, event("failed", error=error)))
+        failed = event("failed", error=error_info(exc))
+        report(lambda pipe: publish(pipe, failed), last)
         return
     beat.stop_beating()
     assert Process.blobs is not None
     blobs = Process.blobs
+    # Stamped now: the write may go out later, with the next member's.
+    done = event("succeeded", ran=time.monotonic() - began)
 
     def succeeded(pipe: Any) -> None:  # result and outcome: one round trip
-        ref = blobs.put_result(task_id, attempt_id, encoded, pipe)
-        publish(pipe, event("succeeded", result_ref=ref))
+        done["result_ref"] = blobs.put_result(task_id, attempt_id, encoded, pipe)
+        publish(pipe, done)
 
-    send_outcome(succeeded)
+    report(succeeded, last)
 
 
 def alone(algo: registry.Algorithm, args: Any, ctx: Context) -> Any:
@@ -326,30 +379,22 @@ def alone(algo: registry.Algorithm, args: Any, ctx: Context) -> Any:
     return values[0]
 
 
-def send_outcome(write: Any, patience: float = OUTCOME_PATIENCE) -> None:
-    """Send an attempt's outcome, through a broker restart or failover: the work is done, and
-    losing its report would run it again. Gives up after `patience` seconds; the leader's
-    liveness check then takes the attempt as lost."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            with Process.redis.pipeline(transaction=False) as pipe:
-                write(pipe)
-                pipe.execute()
-            return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("cannot report an outcome yet (%s); trying again", exc)
-            time.sleep(0.2)
+def report(write: Write, last: bool) -> None:
+    """An outcome: behind the work when another member of the message follows, else at
+    once (after what is queued), so that a lone task pays one round trip as it always did."""
+    assert Process.reporter is not None
+    if not last:
+        Process.reporter.send(write)
+        return
+    Process.reporter.flush()
+    write_all(Process.redis, [write], time.monotonic() + PATIENCE)
 
 
 def warm_up(app: Celery, msg: dict[str, Any]) -> None:
     """Run the session's algorithms' setup() in this worker process before its first task."""
     settings: Settings = app.corral_settings  # type: ignore[attr-defined]
     beat = Process.ensure(settings)
-    node = os.environ.get("CORRAL_NODE", msg.get("node"))
-    gpu = int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1)))
+    node, gpu = where(msg)
     # Model loading can take minutes: the scheduler must know the worker lives.
     beat.beat_for(lambda kind: {"kind": kind, "node": node, "gpu": gpu, "time": time.time()})
     ready = []
@@ -370,8 +415,6 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
 
 
 def register(app: Celery) -> None:
-    from corral.tasks import batching  # it builds on this module's claim and report helpers
-
     @app.task(name=RUN_TASK, acks_late=True, ignore_result=True)
     def run(**msg: Any) -> None:
         # A batch (M11) holds several attempts: run in order, each with its own fence and outcome.
@@ -383,11 +426,8 @@ def register(app: Celery) -> None:
                 log.warning("a run message without a task and attempt id was refused")
                 continue  # not a message a leader writes; its fence check would fail anyway
             members.append(one)
-        for group, algo in batching.calls(members):
-            if algo is None:
-                execute(app, group[0])
-            else:  # a batch-capable algorithm: one call for the group (M11)
-                batching.execute_many(app, group, algo)
+        if members:
+            run_message(app, members)
 
     @app.task(name=WARM_TASK, acks_late=True, ignore_result=True)
     def warm(**msg: Any) -> None:

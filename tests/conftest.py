@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from corral.base.process import alive
+from corral.base.process import alive, free_port
 from corral.client import Client
-from corral.local import LocalCluster
+from corral.local import LocalCluster, require_binary
+
+
+def start_redis(home: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of the test's own, on a free port unless given (no persistence); it
+    answers on return."""
+    port = port or free_port()
+    proc = subprocess.Popen([require_binary("redis-server", "redis-server"), "--port", str(port),
+                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(home)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+    return proc, url
 
 
 def group_members(pgid: int) -> list[int]:

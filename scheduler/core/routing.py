@@ -44,7 +44,7 @@ class Routing:
         usable, busy = self._usable_set(), self.busy
         if self._ready_topology != self._topology:
             self._reindex_all()
-        batch = ({s: n for s in pending if (n := self._batch_size(pending[s])) > 1}
+        batch = ({s: n for s in pending if (n := self._batch_size(s, pending[s])) > 1}
                  if self.runtime or self.batching else {})
         own: dict[str | None, list[GpuKey]] = {}
         for s, queue in pending.items():  # only as many GPUs as the queue could fill
@@ -91,9 +91,12 @@ class Routing:
             if ids:
                 self.pending[session] = deque(t for t in queue if t not in ids)
 
-    def _batch_size(self, queue: deque[str]) -> int:
+    def _batch_size(self, session: str, queue: deque[str]) -> int:
         """Tasks per message for a session's queue: enough of them to fill `batch_seconds`
-        at their algorithm's measured run time (1 until a run time is known); for a
+        at their algorithm's measured run time (1 until a run time is known), or, when the
+        backlog is deeper than that fills on every message slot of the GPUs it may use, the
+        backlog spread evenly over those slots, up to `batch_backlog_seconds` a message (its
+        tasks wait anyway; fewer, bigger messages spare each GPU the gap between two); for a
         batch-capable algorithm, its largest call, or as many as its budget allows at the
         measured time per input."""
         algorithm = self.tasks[queue[0]].algorithm
@@ -108,7 +111,12 @@ class Routing:
             return max(1, most)
         if ran is None:
             return 1
-        return max(1, min(self.policy.batch_max, int(self.policy.batch_seconds / max(ran, 1e-4))))
+        ran = max(ran, 1e-4)
+        slots = self.policy.depth * max(1, len(self.serving.get(session, NO_GPUS))
+                                        + len(self.serving.get(None, NO_GPUS)))
+        most = max(self.policy.batch_seconds / ran,
+                   min(len(queue) / slots, self.policy.batch_backlog_seconds / ran))
+        return max(1, min(self.policy.batch_max, int(most)))
 
     def _enqueue(self, task: Task) -> None:
         """At the back of its session's queue (a gang: of its gang queue)."""

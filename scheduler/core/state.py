@@ -30,6 +30,7 @@ class Policy:
     dedup_window: float  # finished tasks' summaries are kept (in memory and etcd) this long
     batch_max: int  # most tasks in one GPU-queue message (M11); 1 turns batching off
     batch_seconds: float  # work one message should carry, by the measured run times
+    batch_backlog_seconds: float  # the most it carries, when a deep backlog waits anyway
     checkpoint_every: float  # ask running tasks for a checkpoint this often (0: never)
     move_grace: float  # a running attempt asked to move has this long to checkpoint and stop
     nodes: nh.NodePolicy
@@ -44,7 +45,8 @@ class Policy:
             "depth": s.queue_depth, "quarantine_after": s.quarantine_after,
             "heartbeat_timeout": s.heartbeat * s.heartbeat_misses, "idle_grace": s.idle_grace,
             "dedup_window": min(s.dedup_window, s.task_retention), "batch_max": s.batch_max,
-            "batch_seconds": s.batch_seconds, "checkpoint_every": s.checkpoint_every,
+            "batch_seconds": s.batch_seconds, "batch_backlog_seconds": s.batch_backlog_seconds,
+            "checkpoint_every": s.checkpoint_every,
             "move_grace": s.move_grace,
             "nodes": nh.NodePolicy(stable_after=s.node_stable),
             "max_live": s.max_live_tasks, "etcd_high_water": int(s.etcd_quota * s.etcd_high_water),

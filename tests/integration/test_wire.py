@@ -3,36 +3,20 @@ pushed onto a real Redis and taken off with kombu's own Redis transport."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 from kombu import Connection
 
 from corral.base.keys import NORMAL, RUN_TASK, URGENT, gpu_queue
-from corral.base.process import free_port
-from corral.local import require_binary
 from corral.scheduler.wire import EMBED, decode, encode_task
+from tests.conftest import start_redis
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    home: Path = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([require_binary("redis-server", "redis-server"), "--port", str(port),
-                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(home)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
     proc.kill()
     proc.wait()

@@ -159,3 +159,19 @@ def test_a_suspect_gpu_gets_one_task_per_message() -> None:
     core.route(3.0)
     on_suspect = [p for p in core.take_effects().dispatches if p.message["gpu"] == gpu]
     assert on_suspect and all("batch" not in p.message for p in on_suspect)
+
+
+def test_a_deep_backlog_travels_in_messages_of_up_to_the_backlog_seconds() -> None:
+    core = measured_core(0.01)  # 0.05 s of work is 5 tasks; 0.25 s is 25
+    submit(core, 200)
+    core.route(3.0)
+    sizes = [len(p.message["batch"]) for p in core.take_effects().dispatches]
+    assert sizes == [25, 25, 25, 25]  # 2 GPUs, 2 messages each
+
+
+def test_a_backlog_that_fills_every_slot_once_keeps_messages_at_the_batch_seconds() -> None:
+    core = measured_core(0.01)
+    submit(core, 20)
+    core.route(3.0)
+    sizes = [len(p.message["batch"]) for p in core.take_effects().dispatches]
+    assert sizes == [5, 5, 5, 5]

@@ -64,13 +64,13 @@ def _batch_capable(msg: dict[str, Any]) -> Algorithm | None:
 
 
 def execute_many(settings: Settings, run: list[tuple[dict[str, Any], Event]], algo: Algorithm,
-                 last: bool = True) -> None:
+                 began: float, last: bool = True) -> None:
     """One call for claimed attempts of one batch-capable algorithm; an outcome for each."""
     assert Process.beat is not None
     beat = Process.beat
     node, gpu = where(run[0][0])
     beat.beat_for(lambda kind: [e(kind) for _, e in run])
-    began = time.monotonic()
+    clock = time.monotonic()
     try:
         if os.environ.get("CORRAL_FAULTY") == "1":
             fault = error_info(SimulatedGpuFault(SIMULATED_CUDA_ERROR.format(node=node, gpu=gpu)))
@@ -83,11 +83,11 @@ def execute_many(settings: Settings, run: list[tuple[dict[str, Any], Event]], al
             outcomes = call(algo, [m for m, _ in run], ctx)
     finally:
         beat.stop_beating()
-    ran = (time.monotonic() - began) / len(run)
+    ran = (time.monotonic() - clock) / len(run)
     assert Process.blobs is not None
     blobs = Process.blobs
     # Stamped now: the write may go out later, with the next member's.
-    events = [event("succeeded", ran=ran) if ok else event("failed", error=value)
+    events = [event("succeeded", ran=ran, began=began) if ok else event("failed", error=value, began=began)
               for (_, event), (ok, value) in zip(run, outcomes, strict=True)]
 
     def outcomes_of(pipe: Any) -> None:  # every result and outcome: one round trip
@@ -96,7 +96,7 @@ def execute_many(settings: Settings, run: list[tuple[dict[str, Any], Event]], al
                 done["result_ref"] = blobs.put_result(msg["task_id"], msg["attempt_id"], value, pipe)
             publish(pipe, done)
 
-    report(outcomes_of, last)
+    report(outcomes_of, last, *(m["attempt_id"] for m, _ in run))
 
 
 def call(algo: Algorithm, msgs: list[dict[str, Any]], ctx: Context) -> list[Outcome]:

@@ -4,10 +4,13 @@ and the next member starts without waiting for Redis.
 A message of several short tasks used to pay two round trips per task on the GPU's
 critical path (the claim and the outcome). Its members are now claimed together when the
 message starts (tasks/runner.py), and each member's outcome, and the next member's
-`started`, go to this thread, which sends whatever has queued up in one pipeline. Nothing
-is acknowledged before it is written: the runner calls `flush()` before the message
-returns to Celery, and before any write of its own that must come after them (a
-checkpoint), so the scheduler reads every attempt's events in the order they happened.
+`started`, go to this thread, which sends whatever has queued up in one pipeline. A
+`started` still waiting when its attempt's outcome joins it is left out: the outcome
+carries `began`, and the scheduler takes it for both (one event a task, not two, for the
+short tasks that messages carry by the dozen). Nothing is acknowledged before it is
+written: the runner calls `flush()` before the message returns to Celery, and before any
+write of its own that must come after them (a checkpoint), so the scheduler reads every
+attempt's events in the order they happened.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from typing import Any
 
 import redis
 
+from corral.tasks.status import publish
+
 log = logging.getLogger("corral.worker")
 
 Write = Callable[[Any], None]  # queues its commands on a pipeline
+Entry = tuple[float, Write | None, list[dict[str, Any]], frozenset[str]]  # when, write, starts, ends
 PATIENCE = 60.0  # seconds a finished attempt keeps trying to report its outcome
 
 
@@ -30,15 +36,24 @@ class Reporter(threading.Thread):
     def __init__(self, client: Any, patience: float = PATIENCE) -> None:
         super().__init__(daemon=True, name="corral-reporter")
         self.client, self.patience = client, patience
-        self._queue: list[tuple[float, Write]] = []
+        self._queue: list[Entry] = []
         self._busy = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
 
-    def send(self, write: Write) -> None:
-        """Queue a write; it goes out with whatever else is waiting, in order."""
+    def send(self, write: Write, ends: frozenset[str] = frozenset()) -> None:
+        """Queue a write (the outcome of the attempts in `ends`, if any); it goes out with
+        whatever else is waiting, in order."""
+        self._put((time.monotonic(), write, [], ends))
+
+    def started(self, events: list[dict[str, Any]]) -> None:
+        """Queue `started` events; one whose attempt's outcome is queued before they go is
+        left out."""
+        self._put((time.monotonic(), None, events, frozenset()))
+
+    def _put(self, entry: Entry) -> None:
         with self._cond:
-            self._queue.append((time.monotonic(), write))
+            self._queue.append(entry)
             self._cond.notify_all()
 
     def flush(self) -> None:
@@ -67,11 +82,18 @@ class Reporter(threading.Thread):
                     self._busy = False
                     self._cond.notify_all()
 
-    def _write(self, batch: list[tuple[float, Write]]) -> None:
+    def _write(self, batch: list[Entry]) -> None:
         """One pipeline for the batch; through a broker restart or failover, for `patience`
         seconds from the oldest write (the work is done, and losing its report would run it
         again; past that, the scheduler's liveness check takes the attempt as lost)."""
-        write_all(self.client, [w for _, w in batch], batch[0][0] + self.patience)
+        ended = frozenset().union(*(ends for _, _, _, ends in batch))
+        writes: list[Write] = []
+        for _, write, starts, _ in batch:
+            if write is not None:
+                writes.append(write)
+            elif kept := [e for e in starts if e["attempt_id"] not in ended]:
+                writes.append(lambda pipe, kept=kept: [publish(pipe, e) for e in kept])
+        write_all(self.client, writes, batch[0][0] + self.patience)
 
 
 def write_all(client: Any, writes: list[Write], deadline: float) -> None:

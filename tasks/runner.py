@@ -303,19 +303,19 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
                 if not skipped(settings, verdicts[m["attempt_id"]], m, events[m["attempt_id"]])]
         if not mine:
             continue
+        began = time.time()
         if i > 0:
-            started = [e("started", pid=os.getpid()) for _, e in mine]
-            reporter.send(lambda pipe, started=started: [publish(pipe, one) for one in started])
+            reporter.started([e("started", pid=os.getpid()) for _, e in mine])
         last = i == len(calls) - 1
         if algo is None:
-            execute(settings, *mine[0], last=last)
+            execute(settings, *mine[0], began=began, last=last)
         else:  # a batch-capable algorithm: one call for the group (M11)
-            batching.execute_many(settings, mine, algo, last=last)
+            batching.execute_many(settings, mine, algo, began=began, last=last)
     reporter.flush()
 
 
-def execute(settings: Settings, msg: dict[str, Any], event: Event, last: bool = True) -> None:
-    """Run one claimed attempt and report its outcome."""
+def execute(settings: Settings, msg: dict[str, Any], event: Event, began: float, last: bool = True) -> None:
+    """Run one claimed attempt and report its outcome (`began`: when, by this host's clock)."""
     assert Process.beat is not None and Process.reporter is not None
     beat, reporter = Process.beat, Process.reporter
     task_id, attempt_id = msg["task_id"], msg["attempt_id"]
@@ -326,7 +326,7 @@ def execute(settings: Settings, msg: dict[str, Any], event: Event, last: bool = 
     own = None if msg["algorithm"] == JOB_ALGORITHM else fence.key(settings.cluster, attempt_id)
     beat.beat_for(event, own)
     saved = _Saved(settings, task_id, attempt_id, msg.get("checkpoint"), event)
-    began = time.monotonic()
+    clock = time.monotonic()
     try:
         if os.environ.get("CORRAL_FAULTY") == "1":
             raise SimulatedGpuFault(SIMULATED_CUDA_ERROR.format(node=node, gpu=gpu))
@@ -349,26 +349,26 @@ def execute(settings: Settings, msg: dict[str, Any], event: Event, last: bool = 
         beat.stop_beating()
         why = str(stop)[:200]
         log.info("attempt %s of task %s yielded: %s", attempt_id, task_id, why)
-        yielded = event("yielded", reason=why)
-        report(lambda pipe: publish(pipe, yielded), last)
+        yielded = event("yielded", reason=why, began=began)
+        report(lambda pipe: publish(pipe, yielded), last, attempt_id)
         return
     except Exception as exc:
         beat.stop_beating()
         log.warning("attempt %s of task %s failed: %s", attempt_id, task_id, exc)
-        failed = event("failed", error=error_info(exc))
-        report(lambda pipe: publish(pipe, failed), last)
+        failed = event("failed", error=error_info(exc), began=began)
+        report(lambda pipe: publish(pipe, failed), last, attempt_id)
         return
     beat.stop_beating()
     assert Process.blobs is not None
     blobs = Process.blobs
     # Stamped now: the write may go out later, with the next member's.
-    done = event("succeeded", ran=time.monotonic() - began)
+    done = event("succeeded", ran=time.monotonic() - clock, began=began)
 
     def succeeded(pipe: Any) -> None:  # result and outcome: one round trip
         done["result_ref"] = blobs.put_result(task_id, attempt_id, encoded, pipe)
         publish(pipe, done)
 
-    report(succeeded, last)
+    report(succeeded, last, attempt_id)
 
 
 def alone(algo: registry.Algorithm, args: Any, ctx: Context) -> Any:
@@ -379,12 +379,13 @@ def alone(algo: registry.Algorithm, args: Any, ctx: Context) -> Any:
     return values[0]
 
 
-def report(write: Write, last: bool) -> None:
-    """An outcome: behind the work when another member of the message follows, else at
-    once (after what is queued), so that a lone task pays one round trip as it always did."""
+def report(write: Write, last: bool, *attempt_ids: str) -> None:
+    """The outcome of these attempts: behind the work when another member of the message
+    follows, else at once (after what is queued), so that a lone task pays one round trip
+    as it always did."""
     assert Process.reporter is not None
     if not last:
-        Process.reporter.send(write)
+        Process.reporter.send(write, frozenset(attempt_ids))
         return
     Process.reporter.flush()
     write_all(Process.redis, [write], time.monotonic() + PATIENCE)

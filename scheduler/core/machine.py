@@ -56,6 +56,7 @@ from corral.scheduler.records import (
     RUNNING,
     SUCCEEDED,
     TASK_STATES,
+    Attempt,
     Task,
     retired_state,
 )
@@ -185,17 +186,15 @@ class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Healt
         elif kind == "started":
             touch(self.seen, task.id, now)
             if attempt.state == DISPATCHED:
-                attempt.state, attempt.started = RUNNING, at
-                if len(task.attempts) == 1:
-                    self.latencies.append(("start", max(0.0, at - task.submitted)))
-                self._set_state(task, RUNNING)
-                self._checkpoint_later(task.id, now)
-                # Deferred: a short task's next write (its outcome) carries this event too.
-                self._attempt_event(task, at, "started", attempt, lazy_until=now + LAZY_WRITE)
-                if attempt.urgent is False and (attempt.bundle is None
-                                                or attempt.bundle.startswith(attempt.id + "+")):
-                    self._overtaken(attempt, now)
-        elif kind == "succeeded":
+                self._started(task, attempt, at, now)
+            return
+        if attempt.state == DISPATCHED and kind in ("succeeded", "failed", "yielded"):
+            # A member of a message whose `started` the worker left out, its outcome being
+            # ready to go with it: the outcome says when it began.
+            began = event.get("began")
+            if type(began) is float and -CLOCK_SKEW < began - now < CLOCK_SKEW and began <= at:
+                self._started(task, attempt, began, now)
+        if kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             if attempt.started:
                 ran = event.get("ran")  # a batch call's time per input, else the attempt's own
@@ -215,6 +214,18 @@ class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Healt
             self._failed(task, attempt, error, at, now)
         elif kind == "yielded":
             self._yielded(task, attempt, event, at, now)
+
+    def _started(self, task: Task, attempt: Attempt, at: float, now: float) -> None:
+        attempt.state, attempt.started = RUNNING, at
+        if len(task.attempts) == 1:
+            self.latencies.append(("start", max(0.0, at - task.submitted)))
+        self._set_state(task, RUNNING)
+        self._checkpoint_later(task.id, now)
+        # Deferred: a short task's next write (its outcome) carries this event too.
+        self._attempt_event(task, at, "started", attempt, lazy_until=now + LAZY_WRITE)
+        if attempt.urgent is False and (attempt.bundle is None
+                                        or attempt.bundle.startswith(attempt.id + "+")):
+            self._overtaken(attempt, now)
 
     def tick(self, now: float) -> None:
         if self._ended_upstream:

@@ -3,13 +3,16 @@ order, all written before flush() returns, and a Redis that stays away is raised
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from corral.base.keys import STATUS_QUEUE
 from corral.tasks.reporter import Reporter
+from corral.tasks.status import publish, status_event
 from tests.conftest import start_redis
 
 
@@ -57,3 +60,22 @@ def test_flush_raises_when_redis_stays_away_past_the_patience(tmp_path: Path) ->
     with pytest.raises(redis.ConnectionError):
         reporter.flush()
     reporter.flush()  # the error is raised once; nothing is left queued
+
+
+def test_a_started_that_waits_with_its_attempts_outcome_is_left_out(tmp_path: Path) -> None:
+    proc, url = start_redis(tmp_path)
+    try:
+        client = redis.Redis.from_url(url)
+        reporter = Reporter(client)  # not started yet: both entries wait for one pipeline
+        reporter.started([status_event("started", "t1", "t1.a1", "n", 0),
+                          status_event("started", "t2", "t2.a1", "n", 0)])
+        reporter.send(lambda pipe: publish(pipe, status_event("succeeded", "t1", "t1.a1", "n", 0)),
+                      frozenset({"t1.a1"}))
+        reporter.start()
+        reporter.flush()
+        kinds = [(json.loads(fields[b"e"])["kind"], json.loads(fields[b"e"])["task_id"])
+                 for _, fields in client.xrange(STATUS_QUEUE)]
+        assert kinds == [("started", "t2"), ("succeeded", "t1")]
+    finally:
+        proc.kill()
+        proc.wait()

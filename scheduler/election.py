@@ -19,6 +19,8 @@ from corral.base.keys import Keys
 
 log = logging.getLogger("corral.election")
 
+FOLLOWER_REFRESH = 0.5  # seconds between a follower's lease refreshes (the TTL is at least 2 s)
+
 
 class Election:
     def __init__(
@@ -31,12 +33,20 @@ class Election:
         self.lease = None
         self.token: int | None = None
         self._deadline = 0.0
+        self._refreshed = 0.0
 
     def campaign(self) -> int | None:
         """Try once to become leader; return the fencing token on success."""
         if self.lease is None:
             self.lease = self.client.lease(self.ttl)
             self._deadline = time.monotonic() + self.ttl - 0.5
+        # A read first: a leader is there nearly always, and a transaction with a write in it
+        # is a raft proposal (a disk sync on every member) even when its compare fails.
+        _, meta = self.client.get(self.keys.leader)
+        if meta is not None:
+            if time.monotonic() - self._refreshed >= FOLLOWER_REFRESH:
+                self.keepalive()  # keep our lease warm so a win is immediately usable
+            return None
         value = json.dumps({"id": self.candidate, "since": time.time()})
         tx = self.client.transactions
         ok, _ = self.client.transaction(
@@ -64,7 +74,8 @@ class Election:
             alive = time.monotonic() < self._deadline
             return alive
         if alive:
-            self._deadline = time.monotonic() + self.ttl - 0.5
+            self._refreshed = time.monotonic()
+            self._deadline = self._refreshed + self.ttl - 0.5
         else:
             self.lease = None
         return alive

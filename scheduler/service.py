@@ -105,14 +105,16 @@ class Scheduler:
         lease = None  # granted in the loop: etcd may be slow or away when this replica starts
         key = self.keys.scheduler(self.sid)
         record = json.dumps({"id": self.sid, "address": self.http.address, "since": time.time()})
-        last_reg = 0.0
+        last_reg, registered = 0.0, False
         while not self.stopping.is_set():
             try:
                 now = time.monotonic()
-                if now - last_reg > 0.5:
+                if now - last_reg > 0.5:  # the record is written again only with a new lease
                     if lease is None or not any(r.TTL > 0 for r in self.etcd.refresh_lease(lease.id)):
-                        lease = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2)))
-                    self.etcd.put(key, record, lease=lease)
+                        lease, registered = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2))), False
+                    if not registered:
+                        self.etcd.put(key, record, lease=lease)
+                        registered = True
                     last_reg = now
                 if self.token is None:
                     token = self.election.campaign()

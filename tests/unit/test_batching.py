@@ -7,6 +7,7 @@ from collections import deque
 from corral.scheduler.core import Core
 from corral.scheduler.ingress import Submission
 from corral.scheduler.placement import assign_grouped
+from corral.scheduler.records import Task
 
 from .harness import ONE_NODE, make
 from .harness import policy as policy_of
@@ -177,26 +178,25 @@ def test_a_backlog_that_fills_every_slot_once_keeps_messages_at_the_batch_second
     assert sizes == [5, 5, 5, 5]
 
 
-def test_an_outcome_whose_started_was_left_out_starts_the_attempt_when_it_began() -> None:
+def second_member_succeeds(began: float) -> Task:
+    """The second member of a batch reports `succeeded` at 3.2, its `started` left out."""
     core = measured_core()
     submit(core, 20)
     core.route(3.0)
     members = [m["task_id"] for m in core.take_effects().dispatches[0].message["batch"]]
     task = core.tasks[members[1]]
     core.status({"kind": "succeeded", "task_id": task.id, "attempt_id": task.current_attempt,
-                 "node": "node-1", "gpu": task.attempts[-1].gpu, "time": 3.2, "began": 3.1,
+                 "node": "node-1", "gpu": task.attempts[-1].gpu, "time": 3.2, "began": began,
                  "ran": 0.1, "result_ref": "r"}, 3.3, ack=None)
+    return task
+
+
+def test_an_outcome_whose_started_was_left_out_starts_the_attempt_when_it_began() -> None:
+    task = second_member_succeeds(began=3.1)
     assert task.state == "SUCCEEDED"
     assert (task.attempts[-1].started, task.attempts[-1].ended) == (3.1, 3.2)
 
 
 def test_a_began_after_the_outcome_is_not_believed() -> None:
-    core = measured_core()
-    submit(core, 20)
-    core.route(3.0)
-    members = [m["task_id"] for m in core.take_effects().dispatches[0].message["batch"]]
-    task = core.tasks[members[1]]
-    core.status({"kind": "succeeded", "task_id": task.id, "attempt_id": task.current_attempt,
-                 "node": "node-1", "gpu": task.attempts[-1].gpu, "time": 3.2, "began": 9.0,
-                 "result_ref": "r"}, 3.3, ack=None)
+    task = second_member_succeeds(began=9.0)
     assert task.state == "SUCCEEDED" and task.attempts[-1].started == 3.2

@@ -2,8 +2,9 @@
 
 Threads only produce events onto one inbox (election, node snapshots, broker
 consumer); a single loop applies them in order, then flushes the core's effects:
-one fenced etcd transaction, then GPU-queue publishes, then acks. Nothing is
-published or acknowledged before it is durable in etcd.
+one fenced etcd transaction, then GPU-queue publishes, then acks (a burst too big for one
+transaction is written after the dispatches it does not hold). Nothing is published or
+acknowledged before it is durable in etcd.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from corral.scheduler.inbound import Inbound
 from corral.scheduler.ingress import Rejection, Submission, read, readable, unidentified
 from corral.scheduler.metrics import Metrics
 from corral.scheduler.mirror import Mirror
-from corral.scheduler.store import Fenced, Store, etcd_writes
+from corral.scheduler.store import Fenced, Store, dispatch_first, etcd_writes
 from corral.scheduler.wire import encode_task
 
 log = logging.getLogger("corral.scheduler")
@@ -312,8 +313,21 @@ class Scheduler:
 
     def _flush(self, fx: Effects, extra: dict[str, Any]) -> None:
         assert self.token is not None
-        if fx.writes or extra:
-            self.store.write(self.token, etcd_writes(fx, self.keys, extra))
+        head, rest = dispatch_first(fx, self.keys, etcd_writes(fx, self.keys, extra)) \
+            if fx.writes or extra else ({}, {})
+        if head:  # dispatches go out once what they carry is durable; acks wait for the rest
+            self.store.write(self.token, head)
+            acks, fx.acks = fx.acks, []
+            self._publish(fx)
+            self.store.write(self.token, rest)
+            self._publish(Effects(acks=acks))
+            return
+        if rest:
+            self.store.write(self.token, rest)
+        self._publish(fx)
+
+    def _publish(self, fx: Effects) -> None:
+        """The Redis side of what etcd now holds, after what an earlier tick still owes it."""
         if not self.election.holds():
             raise Fenced("lease could not be confirmed before publishing")
         owed, self._owed = self._owed, None

@@ -72,6 +72,24 @@ class Store:
         return prefix_json(self.client, prefix)
 
 
+def dispatch_first(fx: Effects, keys: Keys, writes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tick's writes in two parts when they take more than one transaction and its Redis
+    side is only dispatches: what those dispatches depend on (the records of the tasks they
+    carry, and plans, health and sessions), and the rest (new submissions, outcomes). The
+    shell publishes after the first part, so that a GPU does not wait for the records of a
+    burst of submissions to start its next message. Otherwise `({}, writes)`: one piece."""
+    if (len(writes) <= MAX_OPS or not fx.dispatches or fx.fences or fx.unfences or fx.stops
+            or fx.checkpoint_requests or fx.stale_checkpoints):
+        return {}, writes
+    first = {keys.task(m["task_id"]) for d in fx.dispatches if not d.warm
+             for m in d.message.get("batch") or (d.message,)}
+    task_prefix = keys.task()
+    head = {k: v for k, v in writes.items() if k in first or not k.startswith(task_prefix)}
+    if len(head) == len(writes):
+        return {}, writes
+    return head, {k: v for k, v in writes.items() if k not in head}
+
+
 def etcd_writes(fx: Effects, keys: Keys, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The core's typed writes under their etcd keys (None deletes), then `extra`."""
     out: dict[str, Any] = {}

@@ -93,6 +93,7 @@ class _Heartbeat(threading.Thread):
         self._make_event: Any = None
         self._fence: str | None = None
         self._due = 0.0
+        self._idle = True  # waiting for work with no deadline: only then is it woken
         self._wake = threading.Event()
 
     def beat_for(self, make_event: Any, fence_key: str | None = None) -> None:
@@ -100,7 +101,9 @@ class _Heartbeat(threading.Thread):
         with self._lock:
             self._make_event, self._due = make_event, time.monotonic() + self.every
             self._fence = fence_key
-        self._wake.set()
+            idle = self._idle
+        if idle:  # otherwise it reads the new work when its current wait ends (a later due)
+            self._wake.set()
 
     def stop_beating(self) -> None:
         with self._lock:
@@ -110,6 +113,7 @@ class _Heartbeat(threading.Thread):
         while True:
             with self._lock:
                 make_event, due = self._make_event, self._due
+                self._idle = make_event is None
             if make_event is None:
                 self._wake.wait()
                 self._wake.clear()

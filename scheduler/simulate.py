@@ -94,8 +94,10 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         self.c = config
         self.rng = random.Random(config.seed)
-        self.core = Core(Policy.from_settings(nodes=NodePolicy(stable_after=10.0), checkpoint_every=0.0),
-                         "sim")  # no simulated task saves checkpoints
+        # No simulated task saves checkpoints; the backlog is the point of the run, so the
+        # door admission keeps (CORRAL_MAX_LIVE_TASKS) is as wide as the run.
+        self.core = Core(Policy.from_settings(nodes=NodePolicy(stable_after=10.0), checkpoint_every=0.0,
+                                              max_live=max(config.tasks + 1, 100_000)), "sim")
         self.core.allocate_fn = self._timed_allocate
         self._route = self.core.route
         self.core.route = self._timed_route  # type: ignore[method-assign]

@@ -20,12 +20,12 @@ from typing import Any
 
 import redis
 
-from corral.base import broker, checkpoints, fence
+from corral.base import broker
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect, get_json, prefix_json
 from corral.base.history import HistoryError, open_history
-from corral.base.keys import BLOB, BUILTIN_ALGORITHMS, NORMAL, RUN_TASK, URGENT, WARM_TASK, Keys, gpu_queue
+from corral.base.keys import BLOB, BUILTIN_ALGORITHMS, Keys
 from corral.base.status import cluster_status
 from corral.scheduler import heap, upkeep
 from corral.scheduler.core import Core, Effects, Policy
@@ -36,8 +36,8 @@ from corral.scheduler.inbound import Inbound
 from corral.scheduler.ingress import Rejection, Submission, read, readable, unidentified
 from corral.scheduler.metrics import Metrics
 from corral.scheduler.mirror import Mirror
+from corral.scheduler.publish import queue_effects
 from corral.scheduler.store import Fenced, Store, dispatch_first, etcd_writes
-from corral.scheduler.wire import encode_task
 
 log = logging.getLogger("corral.scheduler")
 
@@ -374,23 +374,7 @@ class Scheduler:
         once sent, so that what an error leaves is exactly what is still owed."""
         if fx.redis:
             with self.redis.pipeline(transaction=False) as pipe:
-                for attempt_id in fx.fences:
-                    fence.supersede(pipe, self.settings.cluster, attempt_id)
-                for task_id in fx.checkpoint_requests:
-                    checkpoints.request(pipe, self.settings.cluster, task_id)
-                for attempt_id, grace in fx.stops:
-                    checkpoints.ask_stop(pipe, self.settings.cluster, attempt_id, grace)
-                if fx.stale_checkpoints:
-                    pipe.delete(*fx.stale_checkpoints)
-                for i in range(0, len(fx.unfences), 1000):
-                    pipe.delete(*(fence.key(self.settings.cluster, a) for a in fx.unfences[i:i + 1000]))
-                for d in fx.dispatches:
-                    if not d.warm:  # only what the leader issued runs, as it issued it
-                        for m in d.message.get("batch") or (d.message,):
-                            fence.issue(pipe, self.settings.cluster, m["attempt_id"], m)
-                    key, payload = encode_task(gpu_queue(*d.gpu), WARM_TASK if d.warm else RUN_TASK, d.id,
-                                               d.message, URGENT if d.urgent else NORMAL, self.origin)
-                    pipe.lpush(key, payload)
+                queue_effects(pipe, self.settings.cluster, self.origin, fx)
                 pipe.execute()
             fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
             fx.unfences, fx.dispatches = [], []

@@ -294,17 +294,17 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
         return lambda kind, **extra: status_event(kind, task_id, attempt_id, node, gpu, **extra)
 
     calls = list(batching.calls(members))
-    events = {m["attempt_id"]: event_of(m) for m in members}
+    # By member, not attempt id: a message that names one attempt twice runs it once.
+    events = {id(m): event_of(m) for m in members}
     try:
         seen = claim(settings.cluster, members,
-                     [events[m["attempt_id"]]("started", pid=os.getpid()) for m in calls[0][0]])
+                     [events[id(m)]("started", pid=os.getpid()) for m in calls[0][0]])
     except redis.RedisError as exc:
         requeue(exc, f"{len(members)} attempts" if len(members) > 1 else
                 f"attempt {members[0]['attempt_id']} of {members[0]['task_id']}")
-    verdicts = {m["attempt_id"]: v for m, v in zip(members, seen, strict=True)}
+    verdicts = {id(m): v for m, v in zip(members, seen, strict=True)}
     for i, (group, algo) in enumerate(calls):
-        mine = [(m, events[m["attempt_id"]]) for m in group
-                if not skipped(settings, verdicts[m["attempt_id"]], m, events[m["attempt_id"]])]
+        mine = [(m, events[id(m)]) for m in group if not skipped(settings, verdicts[id(m)], m, events[id(m)])]
         if not mine:
             continue
         began = time.time()

@@ -200,3 +200,9 @@ def test_an_outcome_whose_started_was_left_out_starts_the_attempt_when_it_began(
 def test_a_began_after_the_outcome_is_not_believed() -> None:
     task = second_member_succeeds(began=9.0)
     assert task.state == "SUCCEEDED" and task.attempts[-1].started == 3.2
+
+
+def test_a_began_that_is_not_a_finite_time_is_not_believed() -> None:
+    for began in (float("nan"), float("inf"), float("-inf")):
+        task = second_member_succeeds(began=began)
+        assert task.state == "SUCCEEDED" and task.attempts[-1].started == 3.2

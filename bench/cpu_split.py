@@ -1,6 +1,6 @@
 """Where the CPU goes per task: each process of a local cluster, over one burst.
 
-    python bench/cpu_split.py [--tasks 2000] [--gpus 4]
+    python bench/cpu_split.py [--tasks 2000] [--gpus 4] [--batch-max N]
 
 Starts a local cluster (3 schedulers, 1 node with N simulated GPUs), submits a burst of
 trivial tasks with Client.map, waits for them, and prints each role's CPU milliseconds per
@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from corral.base.config import Settings
 from corral.client import Client
 from corral.local import LocalCluster
 
@@ -57,9 +58,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--gpus", type=int, default=4)
+    parser.add_argument("--batch-max", type=int, default=None, help="CORRAL_BATCH_MAX (1: batching off)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="corral-cpu-") as tmp:
-        cluster = LocalCluster(Path(tmp), nodes=1, gpus=opts.gpus, schedulers=3, flower=False)
+        settings = Settings(cluster="local").with_(batch_max=opts.batch_max)
+        cluster = LocalCluster(Path(tmp), nodes=1, gpus=opts.gpus, schedulers=3, flower=False,
+                               settings=settings)
         cluster.start()
         try:
             client = Client(cluster.settings)

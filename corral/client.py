@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -14,20 +13,20 @@ from typing import Any
 from celery import Celery
 from etcd3 import exceptions as etcd_errors
 
+from corral import waiting
 from corral.base import broker
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
-from corral.base.etcd import get_json, prefix_json, snapshot
+from corral.base.etcd import get_json, prefix_json
 from corral.base.history import HistoryError, HistoryStore, open_history
 from corral.base.keys import INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 from corral.base.retry import RetryPolicy as Retry
-from corral.control import Control
+from corral.control import TERMINAL, Control
 
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 MAP_BATCH = 200  # tasks per ingress message from map()
 MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
-FEW = 32  # up to this many tasks, wait() watches their own keys rather than the task prefix
+FIRST_LOOK = 0.01  # seconds Handle.result() lets a task it has not seen finish run before watching it
 ADMISSION_EVERY = 0.5  # seconds a client trusts its last reading of the cluster's admission
 HISTORY_PATIENCE = 60.0  # seconds a read of the history store is retried (a Redis failover takes ~6)
 
@@ -110,12 +109,12 @@ class Client(Control):
         """`after`: upstream tasks (handles or ids) this one waits for; their results reach
         the algorithm as `ctx.inputs`, by input name (a mapping) or by task id (a list)."""
         self._check_admission()
-        task_id = task_id or uuid.uuid4().hex
-        kwargs = _submit_kwargs(algorithm, args, session, task_id, gpus, (retry or Retry()).to_dict())
+        kwargs = _submit_kwargs(algorithm, args, session, task_id or uuid.uuid4().hex, gpus,
+                                (retry or Retry()).to_dict(), fresh=task_id is None)
         if after is not None:
             kwargs["after"] = _upstream(after)
-        self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=task_id)
-        return Handle(self, task_id)
+        self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=kwargs["task_id"])
+        return Handle(self, kwargs["task_id"])
 
     def map(self, algorithm: str, args_list: Iterable[Any], *, session: str = "default",
             retry: Retry | None = None, gpus: int = 1) -> list[Handle]:
@@ -125,7 +124,7 @@ class Client(Control):
         message and a round trip per task on the way in.
         """
         policy = (retry or Retry()).to_dict()
-        items = [_submit_kwargs(algorithm, args, session, uuid.uuid4().hex, gpus, policy)
+        items = [_submit_kwargs(algorithm, args, session, uuid.uuid4().hex, gpus, policy, fresh=True)
                  for args in args_list]
         return self.send(items)
 
@@ -264,81 +263,10 @@ class Client(Control):
 
     def wait(self, handles: Iterable[Handle], timeout: float | None = None,
              progress: Any = None) -> dict[str, dict[str, Any]]:
-        """Wait until every handle is terminal; returns id -> record.
-
-        A few tasks are read and watched by their own keys, so waiting for one costs the
-        same however many other tasks the cluster holds; many (a map) by one paged read of
-        the task prefix, then one watch of it from that revision. Those not in etcd are
-        looked up in the history store in one round trip. No polling either way.
-        """
-        waiting = {h.id for h in handles}
-        done: dict[str, dict[str, Any]] = {}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        prefix = self.keys.task()
-        updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-        def take(task_id: str, raw: bytes | None) -> None:
-            if task_id in waiting and raw:
-                settle(task_id, json.loads(raw))
-
-        def settle(task_id: str, record: dict[str, Any] | None) -> None:
-            if record is not None and record.get("state") in TERMINAL:
-                done[task_id] = record
-                waiting.discard(task_id)
-
-        while waiting:
-            few = len(waiting) <= FEW
-            if few:  # the revision first: a change after it reaches the watch, twice at worst
-                revision = self.etcd.get_response(self.keys.leader).header.revision
-                absent = []
-                for task_id in list(waiting):
-                    raw = self.etcd.get(prefix + task_id)[0]
-                    take(task_id, raw)
-                    if raw is None:
-                        absent.append(task_id)
-            else:
-                records, revision = snapshot(self.etcd, prefix)
-                for task_id, raw in records.items():
-                    take(task_id, raw)
-                absent = [t for t in waiting if t not in records]
-            # Those absent moved to history already, or are not yet recorded (the watch sees
-            # them come). Many are looked up after the watch starts: the lookup may outlast
-            # the revision history etcd keeps, and a watch from a compacted revision fails.
-            if absent and few:
-                for task_id, record in zip(absent, self.finished(absent), strict=True):
-                    settle(task_id, record)
-            if not waiting:
-                break
-            if few:
-                watches = [self.etcd.add_watch_callback(prefix + t, updates.put, start_revision=revision + 1)
-                           for t in waiting]
-            else:
-                watches = [self.etcd.add_watch_prefix_callback(prefix, updates.put,
-                                                               start_revision=revision + 1)]
-            try:
-                if absent and not few:
-                    for task_id, record in zip(absent, self.finished(absent), strict=True):
-                        settle(task_id, record)
-                while waiting:
-                    if progress is not None:
-                        progress(len(done))
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise TimeoutError(f"{len(waiting)} task(s) not finished within {timeout} s")
-                    try:
-                        response = updates.get(timeout=min(1.0, left) if left is not None else 1.0)
-                    except queue.Empty:
-                        continue
-                    if isinstance(response, Exception):
-                        break  # the watch died (etcd member lost): read again, watch again
-                    for event in response.events:
-                        take(event.key.decode()[len(prefix):], event.value)
-            finally:
-                for watch in watches:
-                    self.etcd.cancel_watch(watch)
-        if progress is not None:
-            progress(len(done))
-        return done
+        """Wait until every handle is terminal; returns id -> record. A read, then a watch,
+        no polling (corral/waiting.py); `progress(n)` hears how many have finished."""
+        return waiting.wait_for(self.etcd, self.keys.task(), {h.id for h in handles}, self.finished,
+                                timeout, progress)
 
     def results(self, handles: Iterable[Handle], timeout: float | None = None) -> list[Any]:
         """Every handle's result, in order, the results read in one round trip once all
@@ -406,24 +334,30 @@ class Handle:
         return record["state"] if record else "PENDING"
 
     def result(self, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            record = self.record()
-            if record and record.get("state") in TERMINAL:
-                return self.client.result(record)
-            if deadline is not None and time.monotonic() > deadline:
-                state = record["state"] if record else "not yet recorded"
-                raise TimeoutError(f"task {self.id} still {state} after {timeout} s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+        """The task's result once it has one. Its record is read at once (it may have
+        finished long ago); if it has not finished, then after FIRST_LOOK seconds (a task
+        just submitted has rarely run by then, and a watch set up meanwhile would compete
+        with its dispatch for the CPU of the client and of etcd) it is waited for by a
+        watch, so the result comes as soon as the record says so, however long the task
+        runs. Raises TaskFailed, ResultLost or TimeoutError."""
+        began = time.monotonic()
+        record = self.client._read(lambda: get_json(self.client.etcd, self.client.keys.task(self.id)))
+        if record is None or record.get("state") not in TERMINAL:
+            time.sleep(FIRST_LOOK if timeout is None else min(FIRST_LOOK, timeout))
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+            record = self.client.wait([self], timeout=left)[self.id]
+        return self.client.result(record)
 
 
 def _submit_kwargs(algorithm: str, args: Any, session: str, task_id: str, gpus: int,
-                   retry: dict[str, Any]) -> dict[str, Any]:
-    """The kwargs of one submission (docs/contracts.md), alone or as an element of a batch."""
-    return {"algorithm": algorithm, "args": args, "session": session, "task_id": task_id,
-            "gpus": gpus, "retry": retry}
+                   retry: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
+    """The kwargs of one submission (docs/contracts.md), alone or as an element of a batch;
+    `fresh` when the client made the id up for it (the leader then skips a lookup)."""
+    out = {"algorithm": algorithm, "args": args, "session": session, "task_id": task_id,
+           "gpus": gpus, "retry": retry}
+    if fresh:
+        out["fresh"] = True
+    return out
 
 
 def _upstream(after: Mapping[str, Handle | str] | Iterable[Handle | str]) -> dict[str, str] | list[str]:

@@ -33,6 +33,7 @@ class Submission:
     retry: dict[str, Any] = field(default_factory=DEFAULT.to_dict)
     after: dict[str, str] | None = None  # input name -> upstream task id
     size: int = field(default=0, compare=False)  # bytes of the args as compact JSON
+    fresh: bool = field(default=False, compare=False)  # the producer made the id up for it
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,10 @@ def _submission(kwargs: dict[str, Any], message_id: str | None,
     after = _after(kwargs.get("after"), task_id)
     if isinstance(after, str):
         return reject(after)
-    return Submission(task_id, algorithm, args, session, gpus, retry, after, size)
+    fresh = kwargs.get("fresh", False)
+    if type(fresh) is not bool:
+        return reject(f"'fresh' must be true or false, got {short(fresh)}")
+    return Submission(task_id, algorithm, args, session, gpus, retry, after, size, fresh)
 
 
 def _after(raw: Any, task_id: str) -> dict[str, str] | None | str:

@@ -263,11 +263,15 @@ class Scheduler:
         """Ask the history store, in one round trip, about the ids these submissions name
         (their own and their upstream tasks') that the core does not know: one that finished
         before the dedup window is still a duplicate, or still an upstream with an outcome.
+        A fresh id (one its producer made up for this submission, as the client does) is
+        not asked about: no earlier task has it, and a resend of it within the window is
+        caught in memory; a lone task then reaches its GPU without this round trip.
         If the store cannot answer (Redis restarting, say), they are taken as new: the
         window in memory still catches the duplicates of its last minutes, and refusing new
         work for a store's blip would lose more than it guards."""
         known = self.core.known
-        asked = {r.task_id for r in requests if type(r) is Submission and not known(r.task_id)}
+        asked = {r.task_id for r in requests
+                 if type(r) is Submission and not r.fresh and not known(r.task_id)}
         asked.update(u for r in requests if type(r) is Submission and r.after
                      for u in r.after.values() if not known(u))
         if not asked:

@@ -29,6 +29,16 @@ def test_the_task_id_kwarg_is_the_idempotency_key() -> None:
     assert run({"algorithm": "corral.echo", "task_id": "mine"}).task_id == "mine"
 
 
+def test_a_fresh_id_is_marked_so_and_an_id_is_not_fresh_by_default() -> None:
+    assert run({"algorithm": "corral.echo", "fresh": True}).fresh is True
+    assert run({"algorithm": "corral.echo", "task_id": "mine"}).fresh is False
+
+
+def test_a_fresh_flag_that_is_not_true_or_false_is_rejected() -> None:
+    got = run({"algorithm": "corral.echo", "fresh": "yes"})
+    assert isinstance(got, Rejection) and "'fresh' must be true or false" in got.reason
+
+
 def test_protocol_one_messages_are_understood() -> None:
     body = {"task": "corral.submit", "id": "p1", "kwargs": {"algorithm": "corral.echo"}}
     got = parse({}, body, known_algorithms=KNOWN, inline_limit=1000)

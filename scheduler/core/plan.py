@@ -39,7 +39,7 @@ class Planning:
     def _allocate(self, now: float) -> None:
         """Run the allocator when its inputs changed (or a grace period may have ended)."""
         due = self._plan_dirty or self.alloc_state.surplus_since
-        if not due or now < self._next_allocation:
+        if not due or (now < self._next_allocation and not (self._plan_dirty and self._starved())):
             return
         self._next_allocation = now + self.policy.allocate_every
         self._plan_dirty = False
@@ -64,6 +64,14 @@ class Planning:
         self.plan_generation += 1
         for key in sorted(changed):
             self._assign_gpu(key, changed[key], now)
+
+    def _starved(self) -> bool:
+        """Whether a GPU that no session holds is idle while a session queues work and has
+        no idle GPU of its own: then the allocator runs at once rather than after its
+        interval, or that work would wait behind a running task of its session's GPUs
+        while the idle GPU stays idle (two tasks submitted a few ms apart, say)."""
+        return bool(self.ready.idle.get(None)) and any(
+            queue and not self.ready.idle.get(session) for session, queue in self.pending.items())
 
     def _assign_gpu(self, key: GpuKey, session: str | None, now: float) -> None:
         before = self.plan.get(key)

@@ -53,6 +53,15 @@ def test_a_gpu_never_has_more_than_two_outstanding() -> None:
     assert sum(len(q) for q in core.pending.values()) == 6
 
 
+def test_a_task_submitted_just_after_another_takes_an_idle_gpu_not_the_slot_behind_it() -> None:
+    core = core_with_nodes()
+    submit(core, "t1")
+    core.route(1.5)
+    submit(core, "t2")
+    core.route(1.51)  # within the allocator's interval: it runs anyway, a GPU being idle
+    assert core.tasks["t1"].attempts[0].gpu != core.tasks["t2"].attempts[0].gpu
+
+
 def test_success_records_the_result_and_frees_the_slot() -> None:
     core = core_with_nodes()
     for i in range(5):

@@ -5,8 +5,8 @@ their own keys, so waiting for one costs the same however many other tasks the c
 holds; many (a map) by one paged read of the task prefix, then one watch of it. Those not
 in etcd are looked up in the history store in one round trip: many at once (the lookup
 may outlast the revision history etcd keeps, and a watch from a compacted revision
-fails), a few once their watch has been quiet for QUIET seconds (a task submitted just
-now shows up in etcd first, and needs no lookup).
+fails), a few QUIET seconds after their watch started unless it has shown them (a task
+submitted just now shows up in etcd first, and needs no lookup).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from corral.base.etcd import snapshot
 from corral.control import TERMINAL
 
 FEW = 32  # up to this many tasks are watched by their own keys rather than the task prefix
-QUIET = 0.05  # seconds of a quiet watch before a few tasks absent from etcd are looked up
+QUIET = 0.05  # seconds a few tasks absent from etcd get to show up in the watch before a lookup
 
 Finished = Callable[[list[str]], list[dict[str, Any] | None]]
 
@@ -63,8 +63,8 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
         # Those absent moved to history already, or are not yet recorded (the watch sees
         # them come). They are looked up once the watch has started: many at once (the
         # lookup may outlast the revision history etcd keeps, and a watch from a
-        # compacted revision fails), a few once the watch has been quiet for QUIET
-        # seconds (a task submitted just now is recorded first, and needs no lookup).
+        # compacted revision fails), a few QUIET seconds after the watch started unless it
+        # has shown them by then (a task submitted just now is recorded first: no lookup).
         if not waiting:
             break
         if few:
@@ -78,6 +78,7 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
                 for task_id, record in zip(absent, finished(absent), strict=True):
                     settle(task_id, record)
                 absent = []
+            look_up_at = time.monotonic() + QUIET
             while waiting:
                 if progress is not None:
                     progress(len(done))
@@ -87,12 +88,15 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
                                        if len(waiting) == 1 else
                                        f"{len(waiting)} tasks not finished within {timeout} s")
                 patience = min(1.0, left) if left is not None else 1.0
-                try:
-                    response = updates.get(timeout=min(patience, QUIET) if absent else patience)
-                except queue.Empty:
+                now = time.monotonic()
+                if absent and now >= look_up_at:
                     late, absent = [t for t in absent if t in waiting], []
                     for task_id, record in zip(late, finished(late), strict=True):
                         settle(task_id, record)
+                    continue
+                try:
+                    response = updates.get(timeout=min(patience, look_up_at - now) if absent else patience)
+                except queue.Empty:
                     continue
                 if isinstance(response, Exception):
                     break  # the watch died (etcd member lost): read again, watch again

@@ -38,8 +38,9 @@ class Election:
     def campaign(self) -> int | None:
         """Try once to become leader; return the fencing token on success."""
         if self.lease is None:
+            asked = time.monotonic()
             self.lease = self.client.lease(self.ttl)
-            self._deadline = time.monotonic() + self.ttl - 0.5
+            self._deadline = asked + self.ttl - 0.5
         # A read first: a leader is there nearly always, and a transaction with a write in it
         # is a raft proposal (a disk sync on every member) even when its compare fails.
         _, meta = self.client.get(self.keys.leader)
@@ -66,6 +67,10 @@ class Election:
         """Refresh the lease; False once it has expired or cannot be confirmed in time."""
         if self.lease is None:
             return False
+        # The lease is counted from when the refresh was asked for, not from its answer: a
+        # process stopped in between (SIGSTOP, a long pause) must not wake up believing
+        # it holds a lease that expired while it slept.
+        asked = time.monotonic()
         try:
             responses = list(self.client.refresh_lease(self.lease.id))
             alive = bool(responses) and responses[0].TTL > 0
@@ -74,8 +79,8 @@ class Election:
             alive = time.monotonic() < self._deadline
             return alive
         if alive:
-            self._refreshed = time.monotonic()
-            self._deadline = self._refreshed + self.ttl - 0.5
+            self._refreshed = asked
+            self._deadline = asked + self.ttl - 0.5
         else:
             self.lease = None
         return alive

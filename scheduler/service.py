@@ -379,6 +379,8 @@ class Scheduler:
         if fx.redis:
             with self.redis.pipeline(transaction=False) as pipe:
                 queue_effects(pipe, self.settings.cluster, self.origin, fx)
+                if not self.election.holds():  # again, once built: a big tick takes a while
+                    raise Fenced("lease could not be confirmed before publishing")
                 pipe.execute()
             fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
             fx.unfences, fx.dispatches = [], []

@@ -13,8 +13,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from corral.base.etcd import connect
+from corral.base.keys import Keys
 from corral.client import Client
 from corral.local import LocalCluster
+from corral.scheduler.election import Election
 from tests.conftest import running_cluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,6 +28,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from running_cluster(tmp_path_factory, nodes=1, gpus=4, schedulers=3)
 
 
+
+
+def test_a_lease_refresh_answered_before_a_pause_does_not_outlive_the_pause(
+        cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    etcd = connect(cluster.settings)
+    try:
+        election = Election(etcd, Keys("lease-probe"), "probe", ttl=2)
+        assert election.campaign() is not None and election.holds()
+        answer = etcd.refresh_lease
+
+        def paused(lease_id: int) -> list[object]:
+            out = list(answer(lease_id))  # etcd says the lease is alive...
+            time.sleep(2.0)  # ...then the process stops for longer than the lease
+            return out
+
+        monkeypatch.setattr(etcd, "refresh_lease", paused)
+        election.keepalive()
+        assert not election.holds()  # counted from when it asked, not from the answer
+    finally:
+        etcd.close()
 
 
 def schedulers(cluster: LocalCluster) -> list[str]:

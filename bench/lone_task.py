@@ -20,21 +20,9 @@ import argparse
 import random
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
-from throughput import corral_cluster, pct, raw_cluster, raw_latency
-
-
-def corral_latency(client: Any, i: int, fresh: bool, quiet: bool) -> float:
-    sent = time.time()
-    h = client.submit("corral.echo", {"i": i}, task_id=None if fresh else uuid.uuid4().hex)
-    if quiet:
-        time.sleep(0.03)
-    h.result(timeout=60)
-    return float(client.task(h.id)["attempts"][-1]["started"]) - sent
+from throughput import corral_cluster, corral_latency, pct, raw_cluster, raw_latency
 
 
 def main() -> int:

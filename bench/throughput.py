@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,9 +114,13 @@ def corral_throughput(client: Client, tasks: int) -> float:
     return tasks / (time.time() - t0)
 
 
-def corral_latency(client: Client, i: int) -> float:
+def corral_latency(client: Client, i: int, fresh: bool = True, quiet: bool = False) -> float:
+    """Submit-to-start of one echo task; `fresh`: an id the client makes up (else one of the
+    caller's), `quiet`: the client idle for 30 ms before it waits for the result."""
     sent = time.time()
-    h = client.submit("corral.echo", {"i": i})
+    h = client.submit("corral.echo", {"i": i}, task_id=None if fresh else uuid.uuid4().hex)
+    if quiet:
+        time.sleep(0.03)
     h.result(timeout=60)
     return float(client.task(h.id)["attempts"][-1]["started"]) - sent
 

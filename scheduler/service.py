@@ -332,8 +332,6 @@ class Scheduler:
 
     def _publish(self, fx: Effects) -> None:
         """The Redis side of what etcd now holds, after what an earlier tick still owes it."""
-        if not self.election.holds():
-            raise Fenced("lease could not be confirmed before publishing")
         owed, self._owed = self._owed, None
         fx = fx.after(owed)
         try:
@@ -375,15 +373,18 @@ class Scheduler:
 
     def _send(self, fx: Effects) -> None:
         """The Redis side of a tick, in one round trip, then the acks; each part is emptied
-        once sent, so that what an error leaves is exactly what is still owed."""
-        if fx.redis:
-            with self.redis.pipeline(transaction=False) as pipe:
+        once sent, so that what an error leaves is exactly what is still owed. The lease is
+        checked once it is all built, just before anything goes out: building a big tick
+        takes a while, and a leader deposed meanwhile sends nothing."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            if fx.redis:
                 queue_effects(pipe, self.settings.cluster, self.origin, fx)
-                if not self.election.holds():  # again, once built: a big tick takes a while
-                    raise Fenced("lease could not be confirmed before publishing")
+            if not self.election.holds():
+                raise Fenced("lease could not be confirmed before publishing")
+            if fx.redis:
                 pipe.execute()
-            fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
-            fx.unfences, fx.dispatches = [], []
+                fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
+                fx.unfences, fx.dispatches = [], []
         assert self.inbound is not None
         self.inbound.ack(fx.acks)
         fx.acks = []

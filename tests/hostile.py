@@ -88,7 +88,7 @@ SUBMIT_KWARGS = st.tuples(
     maybe("algorithm", st.one_of(HOSTILE_STRINGS, VALUES)), maybe("args", VALUES),
     maybe("session", st.one_of(HOSTILE_STRINGS, VALUES)),
     maybe("task_id", st.one_of(HOSTILE_STRINGS, VALUES)),
-    maybe("gpus", VALUES), maybe("retry", RETRY), maybe("after", VALUES),
+    maybe("gpus", VALUES), maybe("retry", RETRY), maybe("after", VALUES), maybe("fresh", VALUES),
 ).map(lambda parts: _merge(list(parts)))
 SESSION_KWARGS = st.tuples(
     maybe("name", st.one_of(HOSTILE_STRINGS, VALUES)),

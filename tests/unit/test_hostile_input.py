@@ -50,6 +50,7 @@ def check(parsed: object) -> None:
         r = parsed.retry
         assert 0 <= r["local"] <= MAX_LOCAL and 0 <= r["hosts"] <= MAX_HOSTS
         assert 0 <= r["backoff"] <= MAX_BACKOFF
+        assert type(parsed.fresh) is bool
     elif isinstance(parsed, SessionRequest):
         assert SESSION_RE.fullmatch(parsed.name)
         assert type(parsed.fixed_workers) is int and 0 <= parsed.fixed_workers <= 100_000

@@ -2,9 +2,10 @@
 
 Ingress (`corral.ingress`, a Celery queue any producer can use): messages are moved
 atomically from the queue's lists into this replica's processing list, up to a batch at
-a time, and trimmed from it once their records are durable in etcd. A new leader first
-moves every replica's processing list back to the front of the queue, so messages that a
-dead or deposed leader had taken are handled at once, not after a visibility timeout.
+a time, and removed from it, each by its bytes, once their records are durable in etcd.
+A new leader first moves every replica's processing list back to the front of the queue,
+so messages that a dead or deposed leader had taken are handled at once, not after a
+visibility timeout.
 
 Status (`corral.status`, a Redis stream the workers append to): read through a consumer
 group and acknowledged in batches; a new leader claims every pending entry at takeover.
@@ -138,7 +139,7 @@ class Inbound:
                     return
                 for raw in items:
                     headers, body, error = decode(raw)
-                    self.inbox.put(("ingress", headers, body, error, ("ingress", self), raw))
+                    self.inbox.put(("ingress", headers, body, error, ("ingress", self, raw), raw))
             except redis.RedisError as exc:
                 log.warning("reading ingress failed: %s", exc)
                 self._stop.wait(0.2)
@@ -195,19 +196,21 @@ class Inbound:
 
     def ack(self, tokens: Iterable[tuple[Any, ...]]) -> None:
         """Acknowledge what is now durable: one round trip for the whole batch."""
-        ingress = 0
+        ingress: list[bytes] = []
         entries: list[Any] = []
         for token in tokens:
             if token[0] == "ingress":
-                ingress += 1
+                ingress.append(token[2])
             else:
                 entries.append(token[2])
         if not ingress and not entries:
             return
         with self.r.pipeline(transaction=False) as pipe:
-            if ingress:
-                # Every message read is acknowledged, in the order read: drop the oldest n.
-                pipe.ltrim(self.processing, 0, -(ingress + 1))
+            # Each message by its bytes, searched from the oldest end (where it nearly always
+            # is): an ack sent twice (a pipeline resent after a dropped connection) removes
+            # nothing else, where trimming by count would drop messages not yet durable.
+            for raw in ingress:
+                pipe.lrem(self.processing, -1, raw)
             if entries:
                 pipe.xack(STATUS_QUEUE, GROUP, *entries)
             pipe.execute()

@@ -5,6 +5,9 @@ until the mirror has seen the current revision (or reads etcd when it cannot), a
 its state from the mirror. While leading, a replica stops its mirror: it is the writer.
 No etcd client resumes a watch by itself after its member dies, so on any watch error
 the mirror takes a fresh snapshot and watches again from its revision.
+
+The same watch tells a follower at once when the leader key goes (its lease expired, or
+the leader resigned): the follower campaigns then, and otherwise only every half second.
 """
 
 from __future__ import annotations
@@ -25,14 +28,18 @@ log = logging.getLogger("corral.mirror")
 
 
 class Mirror:
-    def __init__(self, client: MultiEndpointEtcd3Client, root: str) -> None:
+    def __init__(self, client: MultiEndpointEtcd3Client, root: str, leader: str = "leader",
+                 vacant: threading.Event | None = None) -> None:
         self.client = client
         self.root = root
+        self.leader = leader  # the leader key, relative to the root
+        self.vacant = vacant or threading.Event()  # set when the watch sees the leader key go
         self.values: dict[str, Any] = {}
         self.revision = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def start(self) -> None:
         self._stop.clear()
@@ -41,6 +48,7 @@ class Mirror:
 
     def stop(self) -> None:
         self._stop.set()
+        self._updates.put(None)  # wakes the thread now: a takeover waits for this stop
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -60,7 +68,7 @@ class Mirror:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            updates = self._updates = queue.SimpleQueue()
             watch = None
             try:
                 raw, revision = snapshot(self.client, self.root)
@@ -71,9 +79,11 @@ class Mirror:
                 watch = self.client.add_watch_prefix_callback(self.root, updates.put,
                                                               start_revision=revision + 1)
                 while not self._stop.is_set():
-                    try:
-                        response = updates.get(timeout=0.2)
+                    try:  # stop() wakes it with None; the timeout is only a safety net
+                        response = updates.get(timeout=1.0)
                     except queue.Empty:
+                        continue
+                    if response is None:
                         continue
                     if isinstance(response, Exception):
                         raise response
@@ -95,6 +105,8 @@ class Mirror:
                 key = event.key.decode()[len(self.root):]
                 if isinstance(event, DeleteEvent):
                     self.values.pop(key, None)
+                    if key == self.leader:
+                        self.vacant.set()
                 else:
                     value = _parse(event.value)
                     if value is not None:

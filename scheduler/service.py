@@ -30,7 +30,7 @@ from corral.base.status import cluster_status
 from corral.scheduler import heap, upkeep
 from corral.scheduler.core import Core, Effects, Policy
 from corral.scheduler.core.lifecycle import Archive
-from corral.scheduler.election import Election
+from corral.scheduler.election import FOLLOWER_REFRESH, Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
 from corral.scheduler.ingress import Rejection, Submission, read, readable, unidentified
@@ -72,7 +72,9 @@ class Scheduler:
         self._last_summary = 0.0
         self._owed: Effects | None = None  # Redis work of committed ticks, while Redis is away
         self._summary_last: dict[str, Any] = {}
-        self.mirror = Mirror(self.etcd, self.keys.root)
+        self._wake_election = threading.Event()  # the leader key went, or this replica stops
+        self.mirror = Mirror(self.etcd, self.keys.root, self.keys.leader[len(self.keys.root):],
+                             self._wake_election)
         self.blobs = BlobStore(settings, self.redis)
         self.history = open_history(settings, self.redis)
         self._history_down: str | None = None  # why the last move to history failed
@@ -101,6 +103,7 @@ class Scheduler:
 
     def stop(self) -> None:
         self.stopping.set()
+        self._wake_election.set()
 
     def _elect(self) -> None:
         lease = None  # granted in the loop: etcd may be slow or away when this replica starts
@@ -108,6 +111,7 @@ class Scheduler:
         record = json.dumps({"id": self.sid, "address": self.http.address, "since": time.time()})
         last_reg, registered = 0.0, False
         while not self.stopping.is_set():
+            self._wake_election.clear()  # before the round: a vacancy seen during it wakes the next
             try:
                 now = time.monotonic()
                 if now - last_reg > 0.5:  # the record is written again only with a new lease
@@ -127,7 +131,8 @@ class Scheduler:
                 log.warning("election round failed: %s", exc)
                 if self.token is not None and not self.election.holds():
                     self.inbox.put(("deposed", self.token))
-            self.stopping.wait(0.1 if self.token is None else 0.25)
+            # (a follower's mirror wakes it when the leader key goes)
+            self._wake_election.wait(FOLLOWER_REFRESH if self.token is None else 0.25)
 
     def _poll_nodes(self) -> None:
         """Level-triggered node snapshots; every replica keeps one warm. While leading, also

@@ -18,6 +18,7 @@ from corral.base.keys import Keys
 from corral.client import Client
 from corral.local import LocalCluster
 from corral.scheduler.election import Election
+from corral.scheduler.mirror import Mirror
 from tests.conftest import running_cluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,6 +48,24 @@ def test_a_lease_refresh_answered_before_a_pause_does_not_outlive_the_pause(
         election.keepalive()
         assert not election.holds()  # counted from when it asked, not from the answer
     finally:
+        etcd.close()
+
+
+def test_a_followers_mirror_tells_it_at_once_when_the_leader_key_goes(cluster: LocalCluster) -> None:
+    etcd = connect(cluster.settings)
+    keys = Keys("vacancy-probe")
+    vacant = threading.Event()
+    mirror = Mirror(etcd, keys.root, keys.leader[len(keys.root):], vacant)
+    try:
+        lease = etcd.lease(60)
+        etcd.put(keys.leader, "{}", lease=lease)
+        mirror.start()
+        wait_until(lambda: "leader" in mirror.view(""), 10, "the mirror to hold the leader key")
+        assert not vacant.is_set()
+        lease.revoke()  # what etcd does when the leader's lease expires
+        assert vacant.wait(10)
+    finally:
+        mirror.stop()
         etcd.close()
 
 

@@ -22,11 +22,11 @@ from corral.base.etcd import get_json, prefix_json
 from corral.base.history import HistoryError, HistoryStore, open_history
 from corral.base.keys import INGRESS_QUEUE, SESSION_TASK, SUBMIT_TASK, Keys
 from corral.base.retry import RetryPolicy as Retry
-from corral.control import TERMINAL, Control
+from corral.control import Control
 
 MAP_BATCH = 200  # tasks per ingress message from map()
 MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
-FIRST_LOOK = 0.01  # seconds Handle.result() lets a task it has not seen finish run before watching it
+FIRST_LOOK = 0.01  # seconds a task this client just submitted runs before Handle.result() reads it
 ADMISSION_EVERY = 0.5  # seconds a client trusts its last reading of the cluster's admission
 HISTORY_PATIENCE = 60.0  # seconds a read of the history store is retried (a Redis failover takes ~6)
 
@@ -114,7 +114,7 @@ class Client(Control):
         if after is not None:
             kwargs["after"] = _upstream(after)
         self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=kwargs["task_id"])
-        return Handle(self, kwargs["task_id"])
+        return Handle(self, kwargs["task_id"], time.monotonic())
 
     def map(self, algorithm: str, args_list: Iterable[Any], *, session: str = "default",
             retry: Retry | None = None, gpus: int = 1) -> list[Handle]:
@@ -149,7 +149,7 @@ class Client(Control):
                     flush()
                 batch.append(item)
                 size += weight
-                handles.append(Handle(self, item["task_id"]))
+                handles.append(Handle(self, item["task_id"], time.monotonic()))
             flush()
         return handles
 
@@ -265,8 +265,9 @@ class Client(Control):
              progress: Any = None) -> dict[str, dict[str, Any]]:
         """Wait until every handle is terminal; returns id -> record. A read, then a watch,
         no polling (corral/waiting.py); `progress(n)` hears how many have finished."""
-        return waiting.wait_for(self.etcd, self.keys.task(), {h.id for h in handles}, self.finished,
-                                timeout, progress)
+        ids = {h.id for h in handles}
+        return self._read(lambda: waiting.wait_for(self.etcd, self.keys.task(), set(ids), self.finished,
+                                                   timeout, progress))
 
     def results(self, handles: Iterable[Handle], timeout: float | None = None) -> list[Any]:
         """Every handle's result, in order, the results read in one round trip once all
@@ -325,6 +326,7 @@ class Session:
 class Handle:
     client: Client
     id: str
+    sent: float = 0.0  # when this client submitted it (time.monotonic()); 0: not known
 
     def record(self) -> dict[str, Any] | None:
         return self.client.task(self.id)
@@ -334,19 +336,18 @@ class Handle:
         return record["state"] if record else "PENDING"
 
     def result(self, timeout: float | None = None) -> Any:
-        """The task's result once it has one. Its record is read at once (it may have
-        finished long ago); if it has not finished, then after FIRST_LOOK seconds (a task
-        just submitted has rarely run by then, and a watch set up meanwhile would compete
-        with its dispatch for the CPU of the client and of etcd) it is waited for by a
-        watch, so the result comes as soon as the record says so, however long the task
-        runs. Raises TaskFailed, ResultLost or TimeoutError."""
+        """The task's result once it has one: its record is read, then waited for by a
+        watch (Client.wait), so the result comes as soon as the record says so, however
+        long the task runs. A task this client submitted less than FIRST_LOOK seconds ago
+        is left that long first: it has rarely finished by then, and the read and the
+        watch would compete with its dispatch for the CPU of this host and of etcd.
+        Raises TaskFailed, ResultLost or TimeoutError."""
         began = time.monotonic()
-        record = self.client._read(lambda: get_json(self.client.etcd, self.client.keys.task(self.id)))
-        if record is None or record.get("state") not in TERMINAL:
-            time.sleep(FIRST_LOOK if timeout is None else min(FIRST_LOOK, timeout))
-            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
-            record = self.client.wait([self], timeout=left)[self.id]
-        return self.client.result(record)
+        early = FIRST_LOOK - (began - self.sent) if self.sent else 0.0
+        if early > 0:
+            time.sleep(early if timeout is None else min(early, timeout))
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+        return self.client.result(self.client.wait([self], timeout=left)[self.id])
 
 
 def _submit_kwargs(algorithm: str, args: Any, session: str, task_id: str, gpus: int,

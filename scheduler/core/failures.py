@@ -66,13 +66,9 @@ class Failures:
         self._move(task, at, avoid)
 
     def _move(self, task: Task, at: float, avoid: frozenset[GpuKey]) -> None:
-        task.current_attempt = None
         self.stats["reassigned"] += 1
-        self._set_state(task, PENDING)
-        self.urgent.add(task.id)
         self._constrain(task)
-        self._event(task, at, "reassigning", avoid=sorted(f"{n}:{i}" for n, i in avoid))
-        self._requeue_in_order(task)
+        self._back_in_line(task, at, "reassigning", avoid=sorted(f"{n}:{i}" for n, i in avoid))
 
     def _retry_later(self, task: Task, key: GpuKey, due: float, at: float) -> None:
         """Hold a local retry until its back-off has passed; it takes no slot meanwhile."""
@@ -99,10 +95,7 @@ class Failures:
         """A local retry: sent to the same GPU ahead of its queue; a gang queues for its GPUs
         again (it takes them as soon as they are all free, most likely the same ones)."""
         if task.gpus > 1:
-            task.current_attempt = None
-            self._set_state(task, PENDING)
-            self.urgent.add(task.id)
-            self._queue_gang(task)
+            self._back_in_line(task, now)
         else:
             self._dispatch(task, self.gpus[key], now, ahead=True)
 
@@ -130,11 +123,8 @@ class Failures:
         self.seen.pop(task.id, None)
         if died and self._poisoned(task, now):
             return
-        self._set_state(task, PENDING)
-        self.urgent.add(task.id)
         self._constrain(task)
-        self._event(task, now, "superseded", attempt=attempt.id, reason=why)
-        self._requeue_in_order(task)
+        self._back_in_line(task, now, "superseded", attempt=attempt.id, reason=why)
 
     def _poisoned(self, task: Task, at: float) -> bool:
         """A task whose attempts keep ending their worker process (killed, crashed, silent) is

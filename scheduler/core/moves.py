@@ -97,13 +97,9 @@ class Moves:
         attempt.started = attempt.started or at
         self.seen.pop(task.id, None)
         self._release(task, attempt)
-        task.current_attempt = None
-        self._set_state(task, PENDING)
-        self._event(task, at, "yielded", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu,
-                    reason=reason)
-        self.urgent.add(task.id)
         if why is not None and why.startswith("migrate"):
             here = frozenset(k for k in self.gpus if k[0] == attempt.node)
             if any(k not in here for k in self._usable_set()):  # off this node, if any other can
                 self.constraints[task.id] = placement.Constraint(here, frozenset({attempt.node}))
-        self._requeue_in_order(task)
+        self._back_in_line(task, at, "yielded", attempt=attempt.id, node=attempt.node, gpu=attempt.gpu,
+                           reason=reason)

@@ -242,7 +242,15 @@ class Routing:
     def _live_tasks(self) -> list[Task]:
         return [self.tasks[t] for g in self.gpus.values() for t in g.outstanding]
 
-    def _requeue_in_order(self, task: Task) -> None:
+    def _back_in_line(self, task: Task, at: float, event: str | None = None, **fields: Any) -> None:
+        """The task queues again, ahead of newer work and in submit order among its peers:
+        after a move, a superseded or yielded attempt, a gang's local retry. Constraints on
+        where it may go are set before."""
+        task.current_attempt = None
+        self._set_state(task, PENDING)
+        self.urgent.add(task.id)
+        if event is not None:
+            self._event(task, at, event, **fields)
         if task.gpus > 1:
             self._queue_gang(task)  # gangs are taken oldest first in any case
             return

@@ -120,18 +120,20 @@ class Health:
             h = self.gpu_health.get(other)
             if h is not None and any(f.task_id == task.id for f in h.streak):
                 self._set_gpu_health(other, gh.evaluate(h, now, self.policy.quarantine_after,
-                                                        self._verdicts(other)), now)
+                                                        self.verdicts(other)), now)
 
     def _gpu_failed(self, task: Task, key: GpuKey, device: bool, now: float) -> None:
         health = self.gpu_health.get(key, gh.GpuHealth(since=now))
         self._set_gpu_health(key, gh.on_failure(health, task.id, device, now,
-                                                self.policy.quarantine_after, self._verdicts(key)), now)
+                                                self.policy.quarantine_after, self.verdicts(key)), now)
 
     def _gpu_signal(self, key: GpuKey, reason: str, now: float) -> None:
         health = self.gpu_health.get(key, gh.GpuHealth(since=now))
         self._set_gpu_health(key, gh.on_signal(health, reason, now), now)
 
-    def _verdicts(self, key: GpuKey) -> gh.Verdicts:
+    def verdicts(self, key: GpuKey) -> gh.Verdicts:
+        """What the tasks that failed on a GPU did elsewhere (retired ones too): whether its
+        failures are its own. Public: the evidence a quarantine rests on."""
         gpu = f"{key[0]}/{key[1]}"  # as a retired task names GPUs
 
         def elsewhere(task_id: str, state: str) -> bool:

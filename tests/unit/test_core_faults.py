@@ -316,9 +316,9 @@ def test_a_retired_task_still_counts_as_evidence_against_the_gpu_it_failed_on() 
     report(core, "t", "succeeded", now=2.2, result_ref="r")
     core.tick(100.0)
     assert "t" not in core.tasks and "t" in core.retired
-    assert core._verdicts(bad).succeeded_elsewhere("t")
-    assert not core._verdicts(good).succeeded_elsewhere("t")
-    assert core._verdicts(good).failed_elsewhere("t")
+    assert core.verdicts(bad).succeeded_elsewhere("t")
+    assert not core.verdicts(good).succeeded_elsewhere("t")
+    assert core.verdicts(good).failed_elsewhere("t")
 
 
 def test_a_late_failure_of_a_retired_task_changes_nothing() -> None:

@@ -9,7 +9,6 @@ acknowledged before it is durable in etcd.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import queue
@@ -25,15 +24,15 @@ from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect, get_json, prefix_json
 from corral.base.history import HistoryError, open_history
-from corral.base.keys import BLOB, BUILTIN_ALGORITHMS, Keys
+from corral.base.keys import BUILTIN_ALGORITHMS, Keys
 from corral.base.status import cluster_status
-from corral.scheduler import heap, upkeep
+from corral.scheduler import heap, intake, upkeep
 from corral.scheduler.core import Core, Effects, Policy
 from corral.scheduler.core.lifecycle import Archive
 from corral.scheduler.election import FOLLOWER_REFRESH, Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
-from corral.scheduler.ingress import Rejection, Submission, read, readable, unidentified
+from corral.scheduler.ingress import Rejection, read, readable, unidentified
 from corral.scheduler.metrics import Metrics
 from corral.scheduler.mirror import Mirror
 from corral.scheduler.publish import queue_effects
@@ -135,17 +134,22 @@ class Scheduler:
             self._wake_election.wait(FOLLOWER_REFRESH if self.token is None else 0.25)
 
     def _poll_nodes(self) -> None:
-        """Level-triggered node snapshots; every replica keeps one warm. While leading, also
-        etcd's database size, for admission (backpressure before the quota)."""
+        """While leading: level-triggered node snapshots, and etcd's database size, for
+        admission (backpressure before the quota). A follower reads neither: a takeover
+        builds a new core and reads the nodes itself."""
         last = None
         next_size = 0.0
         while not self.stopping.is_set():
+            if self.token is None:
+                last = None  # the next term starts from its own read
+                self.stopping.wait(NODE_POLL)
+                continue
             try:
                 nodes = prefix_json(self.etcd, self.keys.node())
                 if nodes != last:
                     self.inbox.put(("nodes", nodes))
                     last = nodes
-                if self.token is not None and time.monotonic() >= next_size:
+                if time.monotonic() >= next_size:
                     next_size = time.monotonic() + STORAGE_POLL
                     self.inbox.put(("storage", int(self.etcd.status().db_size)))
             except Exception as exc:
@@ -224,9 +228,12 @@ class Scheduler:
     def _ingress(self, event: tuple[Any, ...], now: float) -> None:
         _, headers, body, error, token, raw = event
         try:
-            requests = self._recall(self._offload(read(
-                headers, body, error, raw, known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
-                inline_limit=self.settings.inline_limit)))
+            requests = read(headers, body, error, raw,
+                            known_algorithms=BUILTIN_ALGORITHMS | self.core.algorithms,
+                            inline_limit=self.settings.inline_limit)
+            if self.core.admitting:  # else refused anyway: nothing to keep for them
+                requests = intake.offload(requests, self.settings, self.redis, self.blobs)
+            intake.recall(requests, self.core, self.history)
             for parsed in requests:
                 try:
                     self.core.submit(parsed, now, None)
@@ -236,60 +243,6 @@ class Scheduler:
                         f"internal error while handling it: {type(exc).__name__}: {exc}")), now, None)
         finally:
             self.core.fx.acks.append(token)  # one message, acknowledged once all it holds is durable
-
-    def _offload(self, requests: list[Any]) -> list[Any]:
-        """Args larger than `args_in_etcd` go to the blob store before their task is
-        recorded; the record keeps `{"$blob": key}` and the worker reads them back. etcd then
-        holds what is small whatever producers send; they expire with results
-        (`CORRAL_RESULT_TTL`). If Redis fails, those tasks are rejected with that reason:
-        their producer may resend them."""
-        if not self.core.admitting:
-            return requests  # refused anyway: nothing to keep for them
-        big = [r for r in requests if type(r) is Submission and r.size > self.settings.args_in_etcd]
-        if not big:
-            return requests
-        keys = {}
-        moved = {id(r) for r in big}
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for r in big:
-                    keys[r.task_id] = self.blobs.args_key(r.task_id)
-                    pipe.set(keys[r.task_id], json.dumps(r.args, separators=(",", ":")),
-                             ex=self.settings.result_ttl)
-                pipe.execute()
-        except redis.RedisError as exc:
-            return [Rejection(r.task_id, readable(f"its args could not be stored, Redis failed ({exc}); "
-                                                  "submit it again"), r.algorithm, r.session)
-                    if id(r) in moved else r for r in requests]
-        return [dataclasses.replace(r, args={BLOB: keys[r.task_id]}) if id(r) in moved else r
-                for r in requests]
-
-    def _recall(self, requests: list[Any]) -> list[Any]:
-        """Ask the history store, in one round trip, about the ids these submissions name
-        (their own and their upstream tasks') that the core does not know: one that finished
-        before the dedup window is still a duplicate, or still an upstream with an outcome.
-        A fresh id (one its producer made up for this submission, as the client does) is
-        not asked about: no earlier task has it, and a resend of it within the window is
-        caught in memory; a lone task then reaches its GPU without this round trip.
-        If the store cannot answer (Redis restarting, say), they are taken as new: the
-        window in memory still catches the duplicates of its last minutes, and refusing new
-        work for a store's blip would lose more than it guards."""
-        known = self.core.known
-        asked = {r.task_id for r in requests
-                 if type(r) is Submission and not r.fresh and not known(r.task_id)}
-        asked.update(u for r in requests if type(r) is Submission and r.after
-                     for u in r.after.values() if not known(u))
-        if not asked:
-            return requests
-        ids = sorted(asked)
-        try:
-            found = [r for r in self.history.get_many(ids) if r is not None]
-        except HistoryError as exc:
-            log.warning("%s: %d id(s) taken as new without asking it", exc, len(ids))
-            return requests
-        if found:
-            self.core.recall(found)
-        return requests
 
     def _status(self, event: tuple[Any, ...], now: float) -> None:
         _, _headers, body, error, token, _raw = event

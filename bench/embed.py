@@ -8,6 +8,8 @@ README, real English), the same machine, every BLAS single-threaded (OPENBLAS_NU
 one core per worker), in one run:
 
   direct  the model called in one process in batches of B: the ceiling of one worker, times W;
+  side    W such processes at once, each over all the texts: the ceiling of W workers on
+          this machine (below `direct` where the W cores share caches or are hyperthreads);
   corral  a local cluster (1 node, W simulated GPUs) with CORRAL_BATCH_MAX=B: `client.map`
           over the texts, `client.results`; the leader fills calls of up to B inputs;
   ray     `ray.init(num_cpus=W)`, a remote function over batches of B texts (the model
@@ -50,6 +52,19 @@ def direct(items: list[str], size: int) -> float:
     for i in range(0, len(items), size):
         model.embed(items[i:i + size])
     return len(items) / (time.perf_counter() - t0)
+
+
+def _side(args: tuple[list[str], int]) -> float:
+    items, size = args
+    return direct(items, size)
+
+
+def side_by_side(items: list[str], size: int, workers: int) -> float:
+    """W processes running `direct` at once; their summed rate."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return sum(pool.map(_side, [(items, size)] * workers))
 
 
 def via_corral(client: Any, items: list[str]) -> float:
@@ -107,6 +122,7 @@ def main() -> None:
         state = Path(tmp)
         for b in args.sizes:
             rows[b]["direct"] = direct(items, b) * args.workers
+            rows[b]["side"] = side_by_side(items, b, args.workers)
             with corral_cluster(args.workers, state, batch_max=b) as client:
                 rows[b]["corral"] = via_corral(client, items)
             print(f"B={b}: direct {rows[b]['direct']:.1f}/s, corral {rows[b]['corral']:.1f}/s",
@@ -119,12 +135,12 @@ def main() -> None:
         print(json.dumps({"workers": args.workers, "items": len(items), "rows": rows}))
         return
     print(f"all-MiniLM-L6-v2, {len(items)} texts, {args.workers} workers (one core each); items per second")
-    print(f"{'B':>3} {'direct':>8} {'corral':>8} {'ray':>8} {'raw':>8} {'corral/ray':>11} "
-          f"{'corral/direct':>14}")
+    print(f"{'B':>3} {'direct':>8} {'side':>8} {'corral':>8} {'ray':>8} {'raw':>8} {'corral/ray':>11} "
+          f"{'corral/side':>12}")
     for b, r in rows.items():
-        print(f"{b:>3} {r['direct']:8.1f} {r['corral']:8.1f} {r.get('ray', float('nan')):8.1f} "
-              f"{r.get('raw', float('nan')):8.1f} {r['corral'] / r.get('ray', float('nan')):11.2f} "
-              f"{r['corral'] / r['direct']:14.2f}")
+        print(f"{b:>3} {r['direct']:8.1f} {r['side']:8.1f} {r['corral']:8.1f} "
+              f"{r.get('ray', float('nan')):8.1f} {r.get('raw', float('nan')):8.1f} "
+              f"{r['corral'] / r.get('ray', float('nan')):11.2f} {r['corral'] / r['side']:12.2f}")
     first, last = min(rows), max(rows)
     print(f"corral at B={last} / corral at B={first}: {rows[last]['corral'] / rows[first]['corral']:.2f}")
 

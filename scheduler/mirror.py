@@ -106,6 +106,7 @@ class Mirror:
                 if isinstance(event, DeleteEvent):
                     self.values.pop(key, None)
                     if key == self.leader:
+                        log.info("the leader key is gone (revision %d)", response.header.revision)
                         self.vacant.set()
                 else:
                     value = _parse(event.value)

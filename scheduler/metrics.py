@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 from corral.scheduler.records import TASK_STATES
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# etcd round trips: a leader whose lease refresh nears its TTL minus 0.5 s steps down
+ETCD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0)
 GPU_STATES = ("healthy", "suspect", "quarantined", "lost", "rejoining", "draining")
 NODE_STATES = ("up", "lost", "rejoining", "quarantined", "drained")
 
@@ -62,6 +64,12 @@ class Metrics:
             "start": Histogram("corral_submit_to_start_seconds",
                                "From a task's submission to its first attempt's start",
                                buckets=LATENCY_BUCKETS, registry=r),
+            "commit": Histogram("corral_etcd_commit_seconds",
+                                "The leader's fenced etcd writes of one tick (every task record passes here "
+                                "before its dispatch)", buckets=ETCD_BUCKETS, registry=r),
+            "lease": Histogram("corral_lease_refresh_seconds",
+                               "The leader's lease refreshes and checks (it steps down when one has not "
+                               "succeeded within its TTL minus 0.5 s)", buckets=ETCD_BUCKETS, registry=r),
         }
         self.leader = Gauge("corral_leader", "1 while this replica leads", registry=r)
         r.register(_SummaryCollector(self))
@@ -77,6 +85,10 @@ class Metrics:
                 (counter.labels(**labels) if labels else counter).inc(n)
         for kind, seconds in latencies:
             self.latency[kind].observe(seconds)
+
+    def observe(self, kind: str, seconds: float) -> None:
+        """One of the leader's own round trips to etcd (`commit`, `lease`)."""
+        self.latency[kind].observe(seconds)
 
     def render(self) -> bytes:
         self.leader.set(1 if self.role == "leader" else 0)

@@ -124,8 +124,12 @@ class Scheduler:
                     token = self.election.campaign()
                     if token is not None:
                         self.inbox.put(("leader", token))
-                elif not self.election.still_leader():
-                    self.inbox.put(("deposed", self.token))
+                else:
+                    asked = time.perf_counter()
+                    held = self.election.still_leader()
+                    self.metrics.observe("lease", time.perf_counter() - asked)
+                    if not held:
+                        self.inbox.put(("deposed", self.token))
             except Exception as exc:
                 log.warning("election round failed: %s", exc)
                 if self.token is not None and not self.election.holds():
@@ -273,19 +277,28 @@ class Scheduler:
         if self.core.archiving and self._owed is None:
             self._archive(now)
 
+    def _write(self, writes: dict[str, Any]) -> None:
+        """Fenced etcd writes (store.py), timed for `corral_etcd_commit_seconds`."""
+        assert self.token is not None
+        if not writes:
+            return
+        asked = time.perf_counter()
+        self.store.write(self.token, writes)
+        self.metrics.observe("commit", time.perf_counter() - asked)
+
     def _flush(self, fx: Effects, extra: dict[str, Any]) -> None:
         assert self.token is not None
         head, rest = dispatch_first(fx, self.keys, etcd_writes(fx, self.keys, extra)) \
             if fx.writes or extra else ({}, {})
         if head:  # dispatches go out once what they carry is durable; acks wait for the rest
-            self.store.write(self.token, head)
+            self._write(head)
             acks, fx.acks = fx.acks, []
             self._publish(fx)
-            self.store.write(self.token, rest)
+            self._write(rest)
             self._publish(Effects(acks=acks))
             return
         if rest:
-            self.store.write(self.token, rest)
+            self._write(rest)
         self._publish(fx)
 
     def _publish(self, fx: Effects) -> None:
@@ -323,7 +336,7 @@ class Scheduler:
                 return
             writes: dict[str, Any] = {self.keys.task(r["id"]): None for r in batch.records}
             writes[self.keys.done(batch.name)] = batch.chunk
-            self.store.write(self.token, writes)
+            self._write(writes)
             self.core.archived(batch)
         if self._history_down is not None:
             log.warning("the history store answers again: finished tasks move there")

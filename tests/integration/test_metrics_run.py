@@ -63,3 +63,16 @@ def test_metrics_show_the_quarantine_the_retries_and_the_backlog_draining(cluste
     assert got[("corral_tasks_failed_total", ())] == 3
     assert got[("corral_leader", ())] == 1  # summed over replicas: exactly one leads
     client.close()
+
+
+def test_the_leader_times_its_etcd_commits_and_lease_refreshes(cluster: LocalCluster) -> None:
+    client = Client(cluster.settings)
+    client.wait(client.map("corral.echo", [{"i": i} for i in range(20)]), timeout=60)
+    leader = client.status()["leader"]["id"]
+    address = next(r["address"] for r in client.status()["schedulers"] if r["id"] == leader)
+    client.close()
+    with urllib.request.urlopen(f"{address}/metrics", timeout=10) as response:
+        got = {s.name: s.value for family in text_string_to_metric_families(response.read().decode())
+               for s in family.samples if not s.labels}
+    assert got["corral_etcd_commit_seconds_count"] > 0  # at least the 20 records
+    assert got["corral_lease_refresh_seconds_count"] > 0

@@ -125,9 +125,8 @@ class Scheduler:
                     if token is not None:
                         self.inbox.put(("leader", token))
                 else:
-                    asked = time.perf_counter()
-                    held = self.election.still_leader()
-                    self.metrics.observe("lease", time.perf_counter() - asked)
+                    with self.metrics.timed("lease"):
+                        held = self.election.still_leader()
                     if not held:
                         self.inbox.put(("deposed", self.token))
             except Exception as exc:
@@ -280,11 +279,9 @@ class Scheduler:
     def _write(self, writes: dict[str, Any]) -> None:
         """Fenced etcd writes (store.py), timed for `corral_etcd_commit_seconds`."""
         assert self.token is not None
-        if not writes:
-            return
-        asked = time.perf_counter()
-        self.store.write(self.token, writes)
-        self.metrics.observe("commit", time.perf_counter() - asked)
+        if writes:
+            with self.metrics.timed("commit"):
+                self.store.write(self.token, writes)
 
     def _flush(self, fx: Effects, extra: dict[str, Any]) -> None:
         assert self.token is not None
@@ -352,10 +349,10 @@ class Scheduler:
                 queue_effects(pipe, self.settings.cluster, self.origin, fx)
             if not self.election.holds():
                 raise Fenced("lease could not be confirmed before publishing")
-            if fx.redis:
+            if len(pipe):
                 pipe.execute()
-                fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
-                fx.unfences, fx.dispatches = [], []
+            fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
+            fx.unfences, fx.dispatches = [], []
         assert self.inbound is not None
         self.inbound.ack(fx.acks)
         fx.acks = []

@@ -41,9 +41,7 @@ def test_latencies_fill_the_routing_and_start_histograms() -> None:
 
 def test_the_leaders_etcd_round_trips_fill_their_own_histograms() -> None:
     m = Metrics("s1")
-    m.observe("commit", 0.0008)
-    m.observe("lease", 0.003)
-    m.observe("lease", 1.2)
+    m.count({}, [("commit", 0.0008), ("lease", 0.003), ("lease", 1.2)])
     got = samples(m)
     assert got[("corral_etcd_commit_seconds_bucket", (("le", "0.001"),))] == 1
     assert got[("corral_lease_refresh_seconds_count", ())] == 2

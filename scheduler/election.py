@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 
 from etcd3.client import MultiEndpointEtcd3Client
@@ -34,9 +35,17 @@ class Election:
         self.token: int | None = None
         self._deadline = 0.0
         self._refreshed = 0.0
+        # The election thread campaigns and refreshes while the loop may resign: without
+        # this, a campaign woken by the resignation's own revoke could win with the lease
+        # being revoked, or have its token cleared, and keep the key alive without leading.
+        self._lock = threading.RLock()
 
     def campaign(self) -> int | None:
         """Try once to become leader; return the fencing token on success."""
+        with self._lock:
+            return self._campaign()
+
+    def _campaign(self) -> int | None:
         if self.lease is None:
             asked = time.monotonic()
             self.lease = self.client.lease(self.ttl)
@@ -44,6 +53,13 @@ class Election:
         # A read first: a leader is there nearly always, and a transaction with a write in it
         # is a raft proposal (a disk sync on every member) even when its compare fails.
         _, meta = self.client.get(self.keys.leader)
+        if meta is not None and meta.lease_id == self.lease.id and self.token is None:
+            # The key is ours (a win whose token was lost): lead, rather than keep the
+            # key alive under a lease nobody acts on.
+            self.token = meta.create_revision
+            log.info("%s holds the leader key under its own lease: leading with token %s",
+                     self.candidate, self.token)
+            return self.token
         if meta is not None:
             if time.monotonic() - self._refreshed >= FOLLOWER_REFRESH:
                 self.keepalive()  # keep our lease warm so a win is immediately usable
@@ -65,6 +81,10 @@ class Election:
 
     def keepalive(self) -> bool:
         """Refresh the lease; False once it has expired or cannot be confirmed in time."""
+        with self._lock:
+            return self._keepalive()
+
+    def _keepalive(self) -> bool:
         if self.lease is None:
             return False
         # The lease is counted from when the refresh was asked for, not from its answer: a
@@ -90,16 +110,18 @@ class Election:
         return self.token is not None and time.monotonic() < self._deadline
 
     def still_leader(self) -> bool:
-        if self.token is None or not self.keepalive():
-            return False
-        _, meta = self.client.get(self.keys.leader)
-        return meta is not None and meta.create_revision == self.token
+        with self._lock:
+            if self.token is None or not self._keepalive():
+                return False
+            _, meta = self.client.get(self.keys.leader)
+            return meta is not None and meta.create_revision == self.token
 
     def resign(self) -> None:
-        self.token = None
-        if self.lease is not None:
-            try:
-                self.lease.revoke()
-            except Exception:
-                log.debug("lease revoke failed", exc_info=True)
-            self.lease = None
+        with self._lock:
+            self.token = None
+            if self.lease is not None:
+                try:
+                    self.lease.revoke()
+                except Exception:
+                    log.debug("lease revoke failed", exc_info=True)
+                self.lease = None

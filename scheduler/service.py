@@ -209,7 +209,8 @@ class Scheduler:
             if kind == "nodes":
                 self.core.nodes_changed(event[1], now)
             elif kind == "leader":
-                self._take_over(event[1])
+                if event[1] != self.token:  # a term is taken over once
+                    self._take_over(event[1])
             elif kind == "storage":
                 self.core.storage(event[1])
             elif kind == "deposed":

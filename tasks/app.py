@@ -10,6 +10,7 @@ from celery import Celery
 from corral.base import broker
 from corral.base.config import Settings
 from corral.base.keys import PRIORITY_STEPS, RUN_TASK
+from corral.tasks import transport
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -27,6 +28,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_send_task_events=settings.worker_events,
         task_send_sent_event=False,
         broker_connection_retry_on_startup=True,
+        broker_transport=transport.for_url(settings.broker),  # one Redis client per channel
         # Longer than any task: the scheduler, not kombu's restore, owns timeliness.
         broker_transport_options={"visibility_timeout": 12 * 3600,
                                   "priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority",

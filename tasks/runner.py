@@ -27,7 +27,7 @@ from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.errors import error_info
 from corral.base.keys import BLOB, JOB_ALGORITHM, RUN_TASK, WARM_TASK
-from corral.tasks import registry
+from corral.tasks import registry, starts
 from corral.tasks.context import Context, Stop
 from corral.tasks.reporter import PATIENCE, Reporter, Write, write_all
 from corral.tasks.status import publish, status_event
@@ -277,7 +277,7 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
     """Run a message's attempts in order, each with its own fence and outcome.
 
     All of them are claimed in one round trip when the message starts, with the first
-    call's `started`; after that no member waits for Redis before it runs: each outcome,
+    call's `started` (none for a quick algorithm: tasks/starts.py); after that no member waits for Redis before it runs: each outcome,
     and the next member's `started`, go to the process's reporter, and the message returns
     (and is acknowledged) only once they are written. A member superseded after the claim
     still runs; the scheduler ignores its late outcome, as it ignores any other."""
@@ -296,9 +296,10 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
     calls = list(batching.calls(members))
     # By member, not attempt id: a message that names one attempt twice runs it once.
     events = {id(m): event_of(m) for m in members}
+    quiet = {id(m) for m in members if starts.quiet(m.get("algorithm"))}  # tasks/starts.py
     try:
         seen = claim(settings.cluster, members,
-                     [events[id(m)]("started", pid=os.getpid()) for m in calls[0][0]])
+                     [events[id(m)]("started", pid=os.getpid()) for m in calls[0][0] if id(m) not in quiet])
     except redis.RedisError as exc:
         requeue(exc, f"{len(members)} attempts" if len(members) > 1 else
                 f"attempt {members[0]['attempt_id']} of {members[0]['task_id']}")
@@ -308,13 +309,16 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
         if not mine:
             continue
         began = time.time()
-        if i > 0:
-            reporter.started([e("started", pid=os.getpid()) for _, e in mine])
+        if i > 0 and (loud := [e("started", pid=os.getpid()) for m, e in mine if id(m) not in quiet]):
+            reporter.started(loud)
+        mine = [(m, starts.told_at_first_beat(e, began) if id(m) in quiet else e) for m, e in mine]
         last = i == len(calls) - 1
+        clock = time.monotonic()
         if algo is None:
             execute(settings, *mine[0], began=began, last=last)
         else:  # a batch-capable algorithm: one call for the group (M11)
             batching.execute_many(settings, mine, algo, began=began, last=last)
+        starts.ran(mine[0][0].get("algorithm"), time.monotonic() - clock)
     reporter.flush()
 
 

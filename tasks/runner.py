@@ -277,8 +277,9 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
     """Run a message's attempts in order, each with its own fence and outcome.
 
     All of them are claimed in one round trip when the message starts, with the first
-    call's `started` (none for a quick algorithm: tasks/starts.py); after that no member waits for Redis before it runs: each outcome,
-    and the next member's `started`, go to the process's reporter, and the message returns
+    call's `started` (none for a quick algorithm: tasks/starts.py); after that no member
+    waits for Redis before it runs: each outcome, and the next member's `started`, go to
+    the process's reporter, and the message returns
     (and is acknowledged) only once they are written. A member superseded after the claim
     still runs; the scheduler ignores its late outcome, as it ignores any other."""
     from corral.tasks import batching  # it builds on this module's claim and report helpers
@@ -297,6 +298,7 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
     # By member, not attempt id: a message that names one attempt twice runs it once.
     events = {id(m): event_of(m) for m in members}
     quiet = {id(m) for m in members if starts.quiet(m.get("algorithm"))}  # tasks/starts.py
+    claimed = time.time()  # when the first call began, as its `started` would have said
     try:
         seen = claim(settings.cluster, members,
                      [events[id(m)]("started", pid=os.getpid()) for m in calls[0][0] if id(m) not in quiet])
@@ -308,7 +310,7 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
         mine = [(m, events[id(m)]) for m in group if not skipped(settings, verdicts[id(m)], m, events[id(m)])]
         if not mine:
             continue
-        began = time.time()
+        began = claimed if i == 0 else time.time()
         if i > 0 and (loud := [e("started", pid=os.getpid()) for m, e in mine if id(m) not in quiet]):
             reporter.started(loud)
         mine = [(m, starts.told_at_first_beat(e, began) if id(m) in quiet else e) for m, e in mine]

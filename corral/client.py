@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery
+import redis
 from etcd3 import exceptions as etcd_errors
 
 from corral import waiting
-from corral.base import broker
+from corral.base import wire
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
@@ -28,6 +28,7 @@ MAP_BATCH = 200  # tasks per ingress message from map()
 MAP_BATCH_BYTES = 1 << 20  # and at most about this much JSON
 FIRST_LOOK = 0.01  # seconds a task this client just submitted runs before Handle.result() reads it
 ADMISSION_EVERY = 0.5  # seconds a client trusts its last reading of the cluster's admission
+PUBLISH_PATIENCE = 10.0  # seconds a submission waits through a broker restart or failover
 HISTORY_PATIENCE = 60.0  # seconds a read of the history store is retried (a Redis failover takes ~6)
 
 
@@ -67,13 +68,6 @@ class Client(Control):
         self.keys = Keys(settings.cluster)
         self.id = f"client-{uuid.uuid4().hex[:16]}"  # owner of the sessions it opens
         self.etcd = etcd_connect(settings, probe=True)
-        self.celery = Celery("corral-client", broker=settings.broker, set_as_current=False)
-        self.celery.conf.update(
-            task_serializer="json", accept_content=["json"],
-            # A broker restart or failover of a few seconds delays a submission, not fails it.
-            task_publish_retry_policy={"max_retries": 40, "interval_start": 0, "interval_step": 0.25,
-                                       "interval_max": 0.5},
-            broker_transport_options=broker.transport_options(settings.broker, settings.redis_master))
         self._blobs: BlobStore | None = None
         self._history: HistoryStore | None = None
         self._admission: tuple[float, dict[str, Any]] = (0.0, {})
@@ -113,7 +107,7 @@ class Client(Control):
                                 (retry or Retry()).to_dict(), fresh=task_id is None)
         if after is not None:
             kwargs["after"] = _upstream(after)
-        self.celery.send_task(SUBMIT_TASK, kwargs=kwargs, queue=INGRESS_QUEUE, task_id=kwargs["task_id"])
+        self._publish([(SUBMIT_TASK, kwargs["task_id"], kwargs, f"task {kwargs['task_id']}")])
         return Handle(self, kwargs["task_id"], time.monotonic())
 
     def map(self, algorithm: str, args_list: Iterable[Any], *, session: str = "default",
@@ -135,23 +129,43 @@ class Client(Control):
         handles: list[Handle] = []
         batch: list[dict[str, Any]] = []
         size = 0
-        with self.celery.producer_or_acquire() as producer:  # one connection for all of it
-            def flush() -> None:
-                nonlocal batch, size
-                if batch:
-                    self.celery.send_task(SUBMIT_TASK, kwargs={"tasks": batch}, queue=INGRESS_QUEUE,
-                                          task_id=uuid.uuid4().hex, producer=producer)
-                batch, size = [], 0
 
-            for item in items:
-                weight = len(json.dumps(item.get("args"), separators=(",", ":"))) + 200
-                if batch and (len(batch) >= MAP_BATCH or size + weight > MAP_BATCH_BYTES):
-                    flush()
-                batch.append(item)
-                size += weight
-                handles.append(Handle(self, item["task_id"], time.monotonic()))
-            flush()
+        def flush() -> None:
+            nonlocal batch, size
+            if batch:
+                self._publish([(SUBMIT_TASK, uuid.uuid4().hex, {"tasks": batch}, f"{len(batch)} tasks")])
+            batch, size = [], 0
+
+        for item in items:
+            weight = len(json.dumps(item.get("args"), separators=(",", ":"))) + 200
+            if batch and (len(batch) >= MAP_BATCH or size + weight > MAP_BATCH_BYTES):
+                flush()
+            batch.append(item)
+            size += weight
+            handles.append(Handle(self, item["task_id"], time.monotonic()))
+        flush()
         return handles
+
+    def _publish(self, messages: list[tuple[str, str, dict[str, Any], str]]) -> None:
+        """Ingress messages, (task name, message id, kwargs, what Flower shows of them), in
+        one round trip: Celery protocol-2 messages on `corral.ingress` (docs/contracts.md),
+        written without Celery's send path, which took more time than the rest of a lone
+        submission. A broker restart or failover of a few seconds delays them, not fails them
+        (sent twice after a lost reply, a submission is known by its task id)."""
+        encoded = [wire.encode_task(INGRESS_QUEUE, name, mid, kwargs, 0, origin=self.id, kwargsrepr=shown)
+                   for name, mid, kwargs, shown in messages]
+        deadline = time.monotonic() + PUBLISH_PATIENCE
+        while True:
+            try:
+                with self._blob_store().redis.pipeline(transaction=False) as pipe:
+                    for key, payload in encoded:
+                        pipe.lpush(key, payload)
+                    pipe.execute()
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
 
     @contextmanager
     def session(
@@ -221,8 +235,8 @@ class Client(Control):
         return out
 
     def _session_message(self, name: str, action: str, **fields: Any) -> None:
-        self.celery.send_task(SESSION_TASK, kwargs={"name": name, "action": action, **fields},
-                              queue=INGRESS_QUEUE)
+        self._publish([(SESSION_TASK, uuid.uuid4().hex, {"name": name, "action": action, **fields},
+                        f"session {name} {action}")])
 
     # -------------------------------------------------------------- read
 

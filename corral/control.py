@@ -5,12 +5,13 @@ on the ingress queue (or a request key in Redis); the leader alone acts on it.""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from corral.base import checkpoints, joblogs
 from corral.base.etcd import get_json
-from corral.base.keys import ADMIN_TASK, INGRESS_QUEUE
+from corral.base.keys import ADMIN_TASK
 from corral.base.retry import RetryPolicy as Retry
 from corral.tasks.job import CHECKPOINT_EXIT, JOB, JobSpec
 
@@ -84,9 +85,9 @@ class Control:
         self._task_action("task.migrate", task_id, reason)
 
     def _task_action(self: Client, action: str, task_id: str, reason: str) -> None:
-        self.celery.send_task(ADMIN_TASK, kwargs={
+        self._publish([(ADMIN_TASK, uuid.uuid4().hex, {
             "action": action, "task_id": task_id, "reason": reason or f"{action} by operator"},
-            queue=INGRESS_QUEUE)
+            f"{action} {task_id}")])
 
     def request_checkpoint(self: Client, task_id: str) -> None:
         """Ask a running task for a checkpoint now (M2): a checkpointable algorithm saves one
@@ -105,9 +106,9 @@ class Control:
         record. A drain moves running work (it checkpoints first) unless `move` is False."""
         key = self.keys.gpu_health(node, gpu) if action.startswith("gpu.") else self.keys.node_health(node)
         before = get_json(self.etcd, key)
-        self.celery.send_task(ADMIN_TASK, kwargs={"action": action, "node": node, "gpu": gpu, "move": move,
-                                                  "reason": reason or f"{action} by operator"},
-                              queue=INGRESS_QUEUE)
+        kwargs = {"action": action, "node": node, "gpu": gpu, "move": move,
+                  "reason": reason or f"{action} by operator"}
+        self._publish([(ADMIN_TASK, uuid.uuid4().hex, kwargs, f"{action} {node}:{gpu}")])
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             after = get_json(self.etcd, key)

@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from corral.base.keys import INGRESS_QUEUE, PRIORITY_STEPS, STATUS_QUEUE
-from corral.scheduler.wire import decode, queue_key
+from corral.base.wire import decode, queue_key
 
 log = logging.getLogger("corral.inbound")
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from corral.base import checkpoints, fence
 from corral.base.keys import NORMAL, RUN_TASK, URGENT, WARM_TASK, gpu_queue
+from corral.base.wire import encode_task
 from corral.scheduler.core.effects import Effects
-from corral.scheduler.wire import encode_task
 
 
 def queue_effects(pipe: Any, cluster: str, origin: str, fx: Effects) -> None:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from celery import Celery
 
-from corral.base import broker
+from corral.base import broker, transport
 from corral.base.config import Settings
 from corral.base.keys import PRIORITY_STEPS, RUN_TASK
-from corral.tasks import transport
 
 
 def make_app(settings: Settings | None = None) -> Celery:

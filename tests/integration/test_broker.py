@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from corral.base.keys import STATUS_QUEUE, gpu_queue_lists
+from corral.base.wire import decode
 from corral.client import Client
 from corral.local import LocalCluster, alive
-from corral.scheduler.wire import decode
 from tests.conftest import running_cluster, wait_until
 
 pytestmark = [pytest.mark.integration]

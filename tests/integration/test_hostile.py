@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from corral.base import fence
 from corral.base.keys import INGRESS_QUEUE, NORMAL, RUN_TASK, gpu_queue
 from corral.base.process import alive, free_port
+from corral.base.wire import encode_task
 from corral.client import Client, Retry, SessionConflict, TaskFailed
 from corral.local import LocalCluster
 from corral.scheduler.ingress import unidentified
-from corral.scheduler.wire import encode_task
 from tests.conftest import cluster_pids, running_cluster, wait_until
 from tests.hostile import envelope, raw_messages
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from corral.base.config import Settings
+from corral.base.transport import Channel, for_url
 from corral.tasks.app import make_app
-from corral.tasks.transport import Channel, for_url
 from tests.conftest import start_redis
 
 

@@ -10,7 +10,7 @@ import redis
 from kombu import Connection
 
 from corral.base.keys import NORMAL, RUN_TASK, URGENT, gpu_queue
-from corral.scheduler.wire import EMBED, decode, encode_task
+from corral.base.wire import EMBED, decode, encode_task
 from tests.conftest import start_redis
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from corral.base.keys import BUILTIN_ALGORITHMS
 from corral.base.limits import MAX_DEPTH
 from corral.base.retry import MAX_BACKOFF, MAX_HOSTS, MAX_LOCAL
+from corral.base.wire import decode
 from corral.scheduler.ingress import (
     ID_RE,
     SESSION_RE,
@@ -21,7 +22,6 @@ from corral.scheduler.ingress import (
     Submission,
     read,
 )
-from corral.scheduler.wire import decode
 from tests.hostile import raw_messages
 
 from .harness import ONE_NODE, make

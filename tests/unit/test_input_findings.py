@@ -13,9 +13,9 @@ from corral.base.config import Settings
 from corral.base.etcd import EtcdUnavailable, connect
 from corral.base.keys import BUILTIN_ALGORITHMS
 from corral.base.process import free_port
+from corral.base.wire import decode
 from corral.pipelines import sources
 from corral.scheduler.ingress import Rejection, SessionRequest, Submission, read
-from corral.scheduler.wire import decode
 from tests.hostile import Deep, envelope, nest
 
 from .harness import make, report, sent, submit

@@ -1,7 +1,8 @@
 """kombu's Redis message envelope, read and written without a kombu channel.
 
 The leader moves ingress messages and GPU-queue messages in batches, one Redis round
-trip per batch, so it handles the envelope itself: JSON `{"body", "content-type",
+trip per batch, and the client publishes its submissions, so both handle the envelope
+themselves (Celery's send path costs more than the message): JSON `{"body", "content-type",
 "content-encoding", "headers", "properties"}` with a base64 body. Only JSON bodies are
 ever decoded; anything else is reported as an error, never deserialized.
 """
@@ -18,7 +19,7 @@ from kombu.serialization import loads
 
 ACCEPT = {"application/json"}
 PRIORITY_SEP = "\x06\x16"
-ORIGIN = f"corral-scheduler@{socket.gethostname()}"
+ORIGIN = f"corral@{socket.gethostname()}"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
@@ -48,17 +49,15 @@ def queue_key(queue: str, priority: int) -> str:
 
 
 def encode_task(queue: str, task: str, task_id: str, kwargs: dict[str, Any],
-                priority: int, origin: str = ORIGIN) -> tuple[str, str]:
-    """(Redis list, payload) of a Celery protocol-2 message that a worker on `queue` runs.
-
-    Built by hand rather than through Celery's producer: the leader publishes thousands a
-    second in one pipeline, and Celery's send path costs more than the message itself.
-    """
+                priority: int, origin: str = ORIGIN, kwargsrepr: str | None = None) -> tuple[str, str]:
+    """(Redis list, payload) of a Celery protocol-2 message that a worker on `queue` runs
+    (`kwargsrepr`: what Flower shows of the arguments; by default the ids in them)."""
     headers = {
         "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
         "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
         "root_id": task_id, "parent_id": None, "argsrepr": "()",
-        "kwargsrepr": repr({k: kwargs.get(k) for k in ("task_id", "attempt_id", "algorithm")}),
+        "kwargsrepr": kwargsrepr if kwargsrepr is not None else
+        repr({k: kwargs.get(k) for k in ("task_id", "attempt_id", "algorithm")}),
         "origin": origin, "ignore_result": True, "replaced_task_nesting": 0,
         "stamped_headers": None, "stamps": {},
     }

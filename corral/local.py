@@ -295,7 +295,7 @@ class LocalCluster:
         # Credentials through the environment (Flower reads FLOWER_<OPTION>), never argv:
         # any local user can read a process's command line.
         self._spawn("flower", "flower", [
-            sys.executable, "-m", "celery", "-A", "corral.tasks.worker", "flower",
+            sys.executable, "-m", "celery", "-A", "corral.tasks.flower", "flower",
             f"--port={port}", "--address=127.0.0.1",
         ], {**self.settings.to_env(), "FLOWER_BASIC_AUTH": f"corral:{password}"})
         self.info["flower"] = f"http://127.0.0.1:{port}"

@@ -12,7 +12,9 @@ from corral.base.config import Settings
 from corral.base.keys import PRIORITY_STEPS, RUN_TASK
 
 
-def make_app(settings: Settings | None = None) -> Celery:
+def make_app(settings: Settings | None = None, *, worker: bool = False) -> Celery:
+    """`worker`: a GPU worker's app, on corral's transport (corral/base/transport.py); Flower
+    keeps kombu's own, whose name it reads as the broker's kind."""
     settings = settings or Settings.from_env()
     app = Celery("corral", broker=settings.broker, set_as_current=False)
     app.conf.update(
@@ -27,7 +29,6 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_send_task_events=settings.worker_events,
         task_send_sent_event=False,
         broker_connection_retry_on_startup=True,
-        broker_transport=transport.for_url(settings.broker),  # one Redis client per channel
         # Longer than any task: the scheduler, not kombu's restore, owns timeliness.
         broker_transport_options={"visibility_timeout": 12 * 3600,
                                   "priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority",
@@ -35,5 +36,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         task_routes={RUN_TASK: {"queue": "corral.unrouted"}},
     )
+    if worker:
+        app.conf.broker_transport = transport.for_url(settings.broker)  # one Redis client per channel
     app.corral_settings = settings  # type: ignore[attr-defined]
     return app

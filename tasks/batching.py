@@ -19,7 +19,7 @@ from typing import Any
 
 from corral.base.config import Settings
 from corral.base.errors import error_info
-from corral.tasks import registry
+from corral.tasks import registry, starts
 from corral.tasks.context import Context
 from corral.tasks.registry import Algorithm
 from corral.tasks.runner import (
@@ -69,7 +69,7 @@ def execute_many(settings: Settings, run: list[tuple[dict[str, Any], Event]], al
     assert Process.beat is not None
     beat = Process.beat
     node, gpu = where(run[0][0])
-    beat.beat_for(lambda kind: [e(kind) for _, e in run])
+    beat.beat_for(lambda kind: [e(kind) for _, e in run], first=starts.first_beat(run[0][1]))
     clock = time.monotonic()
     try:
         if os.environ.get("CORRAL_FAULTY") == "1":

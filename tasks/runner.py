@@ -34,6 +34,8 @@ from corral.tasks.status import publish, status_event
 
 log = logging.getLogger("corral.worker")
 
+SLICE = 0.1  # seconds the heartbeat thread sleeps at most while work runs (tasks/starts.py)
+
 SIMULATED_CUDA_ERROR = (
     "CUDA error: an illegal memory access was encountered "
     "(simulated faulty GPU {node}:{gpu}, cudaErrorIllegalAddress)"
@@ -96,13 +98,15 @@ class _Heartbeat(threading.Thread):
         self._idle = True  # waiting for work with no deadline: only then is it woken
         self._wake = threading.Event()
 
-    def beat_for(self, make_event: Any, fence_key: str | None = None) -> None:
-        """Beat for this work; end the process when `fence_key` says superseded."""
+    def beat_for(self, make_event: Any, fence_key: str | None = None, first: float | None = None) -> None:
+        """Beat for this work, first in `first` seconds (else the period); end the process
+        when `fence_key` says superseded."""
         with self._lock:
-            self._make_event, self._due = make_event, time.monotonic() + self.every
+            self._make_event = make_event
+            self._due = time.monotonic() + (self.every if first is None else first)
             self._fence = fence_key
             idle = self._idle
-        if idle:  # otherwise it reads the new work when its current wait ends (a later due)
+        if idle:  # otherwise it reads the new work when its current wait ends (SLICE at most)
             self._wake.set()
 
     def stop_beating(self) -> None:
@@ -119,8 +123,8 @@ class _Heartbeat(threading.Thread):
                 self._wake.clear()
                 continue
             left = due - time.monotonic()
-            if left > 0:
-                self._wake.wait(left)
+            if left > 0:  # at most SLICE: work given meanwhile may want an earlier beat
+                self._wake.wait(min(left, SLICE))
                 self._wake.clear()
                 continue
             with self._lock:
@@ -313,7 +317,7 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
         began = claimed if i == 0 else time.time()
         if i > 0 and (loud := [e("started", pid=os.getpid()) for m, e in mine if id(m) not in quiet]):
             reporter.started(loud)
-        mine = [(m, starts.told_at_first_beat(e, began) if id(m) in quiet else e) for m, e in mine]
+        mine = [(m, starts.Quiet(e, began) if id(m) in quiet else e) for m, e in mine]
         last = i == len(calls) - 1
         clock = time.monotonic()
         if algo is None:
@@ -334,7 +338,7 @@ def execute(settings: Settings, msg: dict[str, Any], event: Event, began: float,
     # A job watches its own fence (it kills its process group first); any other attempt's
     # process ends when its fence says superseded.
     own = None if msg["algorithm"] == JOB_ALGORITHM else fence.key(settings.cluster, attempt_id)
-    beat.beat_for(event, own)
+    beat.beat_for(event, own, starts.first_beat(event))
     saved = _Saved(settings, task_id, attempt_id, msg.get("checkpoint"), event)
     clock = time.monotonic()
     try:

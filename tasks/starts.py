@@ -4,9 +4,10 @@ A `started` event for every task doubles what the leader reads, decodes and ackn
 for short tasks, whose outcome follows within milliseconds and carries `began` anyway (the
 scheduler takes it for both). So an algorithm whose calls in this process have lately been
 quick starts quietly: no `started` event, only the outcome. Should such a call run long
-after all, its first heartbeat (`CORRAL_HEARTBEAT` seconds in) is sent as its `started`,
-with the time it began; until then the scheduler shows the attempt DISPATCHED. The first
-call of an algorithm in a process, and any after a slow one, is announced at once.
+after all, the process's heartbeat thread sends its `started`, with the time it began,
+ANNOUNCE seconds in (within two of its wake-ups, `tasks/runner.py`); until then the
+scheduler shows the attempt DISPATCHED. The first call of an algorithm in a process, and
+any after a slow one, is announced at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from typing import Any
 
 QUICK = 0.05  # seconds: calls faster than this, on average, start quietly
+ANNOUNCE = 0.1  # seconds into a quiet call when its `started` goes out after all
 WEIGHT = 0.3  # of the latest call in the running average
 
 _took: dict[str, float] = {}  # algorithm -> running average of its calls in this process
@@ -30,15 +32,22 @@ def ran(algorithm: Any, seconds: float) -> None:
     _took[str(algorithm)] = seconds if before is None else before + WEIGHT * (seconds - before)
 
 
-def told_at_first_beat(event: Any, began: float) -> Any:
-    """An attempt's event maker whose first heartbeat is its `started` event instead."""
-    told = False
+class Quiet:
+    """An attempt's event maker whose first heartbeat, due ANNOUNCE seconds in, is its
+    `started` event instead."""
 
-    def make(kind: str, **extra: Any) -> Any:
-        nonlocal told
-        if kind == "heartbeat" and not told:
-            told = True
-            return event("started", time=began, pid=os.getpid())
-        return event(kind, **extra)
+    first_beat = ANNOUNCE
 
-    return make
+    def __init__(self, event: Any, began: float) -> None:
+        self.event, self.began, self.told = event, began, False
+
+    def __call__(self, kind: str, **extra: Any) -> Any:
+        if kind == "heartbeat" and not self.told:
+            self.told = True
+            return self.event("started", time=self.began, pid=os.getpid())
+        return self.event(kind, **extra)
+
+
+def first_beat(event: Any) -> float | None:
+    """When the heartbeat thread should first beat for this work (None: its usual period)."""
+    return event.first_beat if isinstance(event, Quiet) else None

@@ -12,7 +12,7 @@ from corral.tasks import registry
 from corral.tasks.app import make_app
 from corral.tasks.runner import register
 
-app = make_app()
+app = make_app(worker=True)
 register(app)
 registry.load_plugins()
 

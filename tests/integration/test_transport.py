@@ -19,7 +19,7 @@ def test_the_worker_app_uses_corrals_transport_for_plain_and_sentinel_urls() -> 
 def test_a_channel_acknowledges_with_one_client_until_its_pool_is_replaced(tmp_path: Path) -> None:
     proc, url = start_redis(tmp_path)
     try:
-        app = make_app(Settings(cluster="t", broker=url))
+        app = make_app(Settings(cluster="t", broker=url), worker=True)
         with app.connection_for_write() as conn:
             channel = conn.default_channel
             assert isinstance(channel, Channel)

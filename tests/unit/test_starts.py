@@ -29,12 +29,17 @@ def test_a_slow_call_makes_the_next_ones_announced_again() -> None:
 
 
 def test_a_quiet_calls_first_heartbeat_is_its_start_stamped_when_it_began() -> None:
-    make = starts.told_at_first_beat(maker, began=42.0)
+    make = starts.Quiet(maker, began=42.0)
     first, second = make("heartbeat"), make("heartbeat")
     assert (first["kind"], first["time"]) == ("started", 42.0)
     assert second["kind"] == "heartbeat"
 
 
+def test_the_heartbeat_comes_early_for_a_quiet_call_only() -> None:
+    assert starts.first_beat(starts.Quiet(maker, began=42.0)) == starts.ANNOUNCE
+    assert starts.first_beat(maker) is None
+
+
 def test_a_quiet_calls_outcome_is_made_as_usual() -> None:
-    make = starts.told_at_first_beat(maker, began=42.0)
+    make = starts.Quiet(maker, began=42.0)
     assert make("succeeded", began=42.0) == {"kind": "succeeded", "time": 100.0, "began": 42.0}

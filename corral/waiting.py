@@ -6,7 +6,10 @@ holds; many (a map) by one paged read of the task prefix, then one watch of it. 
 in etcd are looked up in the history store in one round trip: many at once (the lookup
 may outlast the revision history etcd keeps, and a watch from a compacted revision
 fails), a few QUIET seconds after their watch started unless it has shown them (a task
-submitted just now shows up in etcd first, and needs no lookup).
+submitted just now shows up in etcd first, and needs no lookup). A watch that has shown
+nothing for RECHECK seconds is not trusted further: the records are read again (an event a
+watch lost, or a lookup that came before the record reached the history store, then costs
+seconds, not the whole wait).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from corral.control import TERMINAL
 
 FEW = 32  # up to this many tasks are watched by their own keys rather than the task prefix
 QUIET = 0.05  # seconds a few tasks absent from etcd get to show up in the watch before a lookup
+RECHECK = (5.0, 60.0)  # seconds without an event before a few tasks, or many, are read again
 
 Finished = Callable[[list[str]], list[dict[str, Any] | None]]
 
@@ -79,6 +83,7 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
                     settle(task_id, record)
                 absent = []
             look_up_at = time.monotonic() + QUIET
+            recheck_at = time.monotonic() + RECHECK[0 if few else 1]
             while waiting:
                 if progress is not None:
                     progress(len(done))
@@ -89,6 +94,8 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
                                        f"{len(waiting)} tasks not finished within {timeout} s")
                 patience = min(1.0, left) if left is not None else 1.0
                 now = time.monotonic()
+                if now >= recheck_at:
+                    break  # nothing for a while: read the records again, watch again
                 if absent and now >= look_up_at:
                     late, absent = [t for t in absent if t in waiting], []
                     for task_id, record in zip(late, finished(late), strict=True):
@@ -98,8 +105,9 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
                     response = updates.get(timeout=min(patience, look_up_at - now) if absent else patience)
                 except queue.Empty:
                     continue
-                if isinstance(response, Exception):
+                if response is None or isinstance(response, Exception):
                     break  # the watch died (etcd member lost): read again, watch again
+                recheck_at = time.monotonic() + RECHECK[0 if few else 1]
                 for event in response.events:
                     task_id = event.key.decode()[len(prefix):]
                     take(task_id, event.value)

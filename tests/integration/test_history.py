@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from corral import waiting
 from corral.base.config import Settings
 from corral.base.etcd import connect, prefix_json
 from corral.base.keys import Keys
@@ -55,6 +56,20 @@ def test_a_finished_task_reads_the_same_from_history_as_when_live(cluster: Local
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, **cluster.settings.to_env()})
     assert shown.returncode == 0 and "SUCCEEDED" in shown.stdout, shown.stderr
+
+
+def test_a_wait_whose_history_lookup_came_too_early_asks_again(cluster: LocalCluster) -> None:
+    """Absent from etcd and not yet in the history store when first looked up, with no etcd
+    event to follow: the wait reads again after RECHECK seconds instead of waiting on."""
+    answers = [[None], [{"id": "late", "state": "SUCCEEDED"}]]
+    etcd = connect(cluster.settings)
+    try:
+        done = waiting.wait_for(etcd, Keys(cluster.settings.cluster).task(), {"late"},
+                                lambda ids: answers.pop(0) if len(answers) > 1 else answers[0],
+                                timeout=waiting.RECHECK[0] * 4)
+    finally:
+        etcd.close()
+    assert done["late"]["state"] == "SUCCEEDED"
 
 
 def test_a_resubmitted_id_of_a_task_in_history_is_ignored(cluster: LocalCluster, client: Client) -> None:

@@ -1,4 +1,5 @@
-"""The Celery app shared by workers, the scheduler's publisher and Flower.
+"""The Celery app of the GPU workers (tasks/worker.py) and of Flower (tasks/flower.py); the
+scheduler and the client write their messages without it (corral/base/wire.py).
 
 Settings: JSON only, late acks, reject on a lost worker, prefetch 1 (docs/operations.md).
 """

@@ -10,11 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from etcd3 import exceptions as etcd_errors
 
 from corral import waiting
-from corral.base import wire
+from corral.base import broker, wire
 from corral.base.blobs import BlobStore
 from corral.base.config import Settings
 from corral.base.etcd import connect as etcd_connect
@@ -154,18 +153,9 @@ class Client(Control):
         (sent twice after a lost reply, a submission is known by its task id)."""
         encoded = [wire.encode_task(INGRESS_QUEUE, name, mid, kwargs, 0, origin=self.id, kwargsrepr=shown)
                    for name, mid, kwargs, shown in messages]
-        deadline = time.monotonic() + PUBLISH_PATIENCE
-        while True:
-            try:
-                with self._blob_store().redis.pipeline(transaction=False) as pipe:
-                    for key, payload in encoded:
-                        pipe.lpush(key, payload)
-                    pipe.execute()
-                return
-            except (redis.ConnectionError, redis.TimeoutError):
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.25)
+        broker.write_all(self._blob_store().redis,
+                         [lambda pipe, key=key, payload=payload: pipe.lpush(key, payload)
+                          for key, payload in encoded], time.monotonic() + PUBLISH_PATIENCE)
 
     @contextmanager
     def session(

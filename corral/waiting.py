@@ -83,7 +83,8 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
                     settle(task_id, record)
                 absent = []
             look_up_at = time.monotonic() + QUIET
-            recheck_at = time.monotonic() + RECHECK[0 if few else 1]
+            recheck = RECHECK[0 if few else 1]
+            recheck_at = time.monotonic() + recheck
             while waiting:
                 if progress is not None:
                     progress(len(done))
@@ -107,7 +108,7 @@ def wait_for(etcd: Any, prefix: str, waiting: set[str], finished: Finished,
                     continue
                 if response is None or isinstance(response, Exception):
                     break  # the watch died (etcd member lost): read again, watch again
-                recheck_at = time.monotonic() + RECHECK[0 if few else 1]
+                recheck_at = time.monotonic() + recheck
                 for event in response.events:
                     task_id = event.key.decode()[len(prefix):]
                     take(task_id, event.value)

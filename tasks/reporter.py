@@ -18,16 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-import redis
-
+from corral.base.broker import Write, write_all
 from corral.tasks.status import publish
 
 log = logging.getLogger("corral.worker")
 
-Write = Callable[[Any], None]  # queues its commands on a pipeline
 Entry = tuple[float, Write | None, list[dict[str, Any]], frozenset[str]]  # when, write, starts, ends
 PATIENCE = 60.0  # seconds a finished attempt keeps trying to report its outcome
 
@@ -94,19 +91,3 @@ class Reporter(threading.Thread):
             elif kept := [e for e in starts if e["attempt_id"] not in ended]:
                 writes.append(lambda pipe, kept=kept: [publish(pipe, e) for e in kept])
         write_all(self.client, writes, batch[0][0] + self.patience)
-
-
-def write_all(client: Any, writes: list[Write], deadline: float) -> None:
-    """The writes in one pipeline, tried again on a lost connection until `deadline`."""
-    while True:
-        try:
-            with client.pipeline(transaction=False) as pipe:
-                for write in writes:
-                    write(pipe)
-                pipe.execute()
-            return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("cannot report to Redis yet (%s); trying again", exc)
-            time.sleep(0.2)

@@ -24,12 +24,13 @@ from celery.exceptions import Reject
 
 from corral.base import broker, checkpoints, fence
 from corral.base.blobs import BlobStore
+from corral.base.broker import Write, write_all
 from corral.base.config import Settings
 from corral.base.errors import error_info
 from corral.base.keys import BLOB, JOB_ALGORITHM, RUN_TASK, WARM_TASK
 from corral.tasks import registry, starts
 from corral.tasks.context import Context, Stop
-from corral.tasks.reporter import PATIENCE, Reporter, Write, write_all
+from corral.tasks.reporter import PATIENCE, Reporter
 from corral.tasks.status import publish, status_event
 
 log = logging.getLogger("corral.worker")

@@ -9,13 +9,19 @@ name is the `CORRAL_REDIS_MASTER` setting.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.sentinel import Sentinel
 
+log = logging.getLogger("corral.broker")
+
 SENTINEL = "sentinel://"
+Write = Callable[[Any], None]  # queues its commands on a pipeline
 
 
 def is_sentinel(url: str) -> bool:
@@ -59,3 +65,21 @@ def transport_options(url: str, master: str) -> dict[str, Any]:
     if is_sentinel(url):
         return {"master_name": master, "sentinel_kwargs": {"socket_timeout": 1.0}}
     return {}
+
+
+def write_all(client: Any, writes: list[Write], deadline: float) -> None:
+    """The writes in one pipeline, tried again on a lost connection (a broker restart or
+    failover) until `deadline` (time.monotonic()); sent twice after a reply was lost, so
+    each write must be harmless to repeat."""
+    while True:
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for write in writes:
+                    write(pipe)
+                pipe.execute()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unreachable (%s); trying again", exc)
+            time.sleep(0.2)

@@ -72,7 +72,9 @@ class Scheduler:
         self._owed: Effects | None = None  # Redis work of committed ticks, while Redis is away
         self._summary_last: dict[str, Any] = {}
         self._wake_election = threading.Event()  # the leader key went, or this replica stops
-        self.mirror = Mirror(self.etcd, self.keys.root, self.keys.leader[len(self.keys.root):],
+        self._lease: Any = None  # this replica's registration lease, granted by the election thread
+        self._record = json.dumps({"id": sid, "address": self.http.address, "since": time.time()})
+        self.mirror = Mirror(self.etcd, self.keys.root, self._mark, self.keys.leader[len(self.keys.root):],
                              self._wake_election)
         self.blobs = BlobStore(settings, self.redis)
         self.history = open_history(settings, self.redis)
@@ -105,19 +107,20 @@ class Scheduler:
         self._wake_election.set()
 
     def _elect(self) -> None:
-        lease = None  # granted in the loop: etcd may be slow or away when this replica starts
         key = self.keys.scheduler(self.sid)
-        record = json.dumps({"id": self.sid, "address": self.http.address, "since": time.time()})
         last_reg, registered = 0.0, False
         while not self.stopping.is_set():
             self._wake_election.clear()  # before the round: a vacancy seen during it wakes the next
             try:
                 now = time.monotonic()
                 if now - last_reg > 0.5:  # the record is written again only with a new lease
+                    # (granted here: etcd may be slow or away when this replica starts)
+                    lease = self._lease
                     if lease is None or not any(r.TTL > 0 for r in self.etcd.refresh_lease(lease.id)):
-                        lease, registered = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2))), False
+                        self._lease = self.etcd.lease(max(2, int(self.settings.leader_ttl * 2)))
+                        registered = False
                     if not registered:
-                        self.etcd.put(key, record, lease=lease)
+                        self.etcd.put(key, self._record, lease=self._lease)
                         registered = True
                     last_reg = now
                 if self.token is None:
@@ -135,6 +138,13 @@ class Scheduler:
                     self.inbox.put(("deposed", self.token))
             # (a follower's mirror wakes it when the leader key goes)
             self._wake_election.wait(FOLLOWER_REFRESH if self.token is None else 0.25)
+
+    def _mark(self) -> int | None:
+        """The mirror's mark: this replica's registration put again; its revision."""
+        lease = self._lease
+        if lease is None:
+            return None
+        return int(self.etcd.put(self.keys.scheduler(self.sid), self._record, lease=lease).header.revision)
 
     def _poll_nodes(self) -> None:
         """While leading: level-triggered node snapshots, and etcd's database size, for
@@ -366,7 +376,7 @@ class Scheduler:
         self.token = token
         now = time.time()
         current = self.etcd.get_response(self.keys.leader).header.revision
-        warm = self.mirror.wait_for(current, timeout=0.5)
+        warm = self.mirror.wait_for(current, timeout=2.0)
         self.mirror.stop()
         if warm:
             def read(prefix: str) -> dict[str, Any]:

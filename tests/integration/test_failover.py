@@ -55,7 +55,8 @@ def test_a_followers_mirror_tells_it_at_once_when_the_leader_key_goes(cluster: L
     etcd = connect(cluster.settings)
     keys = Keys("vacancy-probe")
     vacant = threading.Event()
-    mirror = Mirror(etcd, keys.root, keys.leader[len(keys.root):], vacant)
+    mirror = Mirror(etcd, keys.root, lambda: int(etcd.put(keys.root + "mark", "{}").header.revision),
+                    keys.leader[len(keys.root):], vacant)
     try:
         lease = etcd.lease(60)
         etcd.put(keys.leader, "{}", lease=lease)

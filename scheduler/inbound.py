@@ -194,26 +194,21 @@ class Inbound:
         """Whether a message was read in this leadership term (older ones were handed back)."""
         return token[1] is self
 
-    def ack(self, tokens: Iterable[tuple[Any, ...]]) -> None:
-        """Acknowledge what is now durable: one round trip for the whole batch."""
-        ingress: list[bytes] = []
+    def queue_acks(self, pipe: redis.client.Pipeline, tokens: Iterable[tuple[Any, ...]]) -> None:
+        """Acknowledge what is now durable, on the caller's pipeline (after what it
+        publishes): the whole batch in the tick's one round trip."""
         entries: list[Any] = []
         for token in tokens:
             if token[0] == "ingress":
-                ingress.append(token[2])
+                # Each message by its bytes, searched from the oldest end (where it nearly
+                # always is): an ack sent twice (a pipeline resent after a dropped
+                # connection) removes nothing else, where trimming by count would drop
+                # messages not yet durable.
+                pipe.lrem(self.processing, -1, token[2])
             else:
                 entries.append(token[2])
-        if not ingress and not entries:
-            return
-        with self.r.pipeline(transaction=False) as pipe:
-            # Each message by its bytes, searched from the oldest end (where it nearly always
-            # is): an ack sent twice (a pipeline resent after a dropped connection) removes
-            # nothing else, where trimming by count would drop messages not yet durable.
-            for raw in ingress:
-                pipe.lrem(self.processing, -1, raw)
-            if entries:
-                pipe.xack(STATUS_QUEUE, GROUP, *entries)
-            pipe.execute()
+        if entries:
+            pipe.xack(STATUS_QUEUE, GROUP, *entries)
 
     def _trim(self) -> None:
         """Drop the status entries every leader has acknowledged: the stream then holds what

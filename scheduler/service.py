@@ -305,16 +305,25 @@ class Scheduler:
             self._write(rest)
             self._publish(Effects(acks=acks))
             return
+        # The Redis side is built before the commit and sent once that is durable: a lone
+        # task's dispatch waits for the commit alone, not for its message's encoding after.
+        packed = self._pack(fx) if rest and self._owed is None else None
         if rest:
             self._write(rest)
-        self._publish(fx)
+        self._publish(fx, packed)
 
-    def _publish(self, fx: Effects) -> None:
+    def _pack(self, fx: Effects) -> redis.client.Pipeline:
+        pipe = self.redis.pipeline(transaction=False)
+        if fx.redis:
+            queue_effects(pipe, self.settings.cluster, self.origin, fx)
+        return pipe
+
+    def _publish(self, fx: Effects, packed: redis.client.Pipeline | None = None) -> None:
         """The Redis side of what etcd now holds, after what an earlier tick still owes it."""
         owed, self._owed = self._owed, None
         fx = fx.after(owed)
         try:
-            self._send(fx)
+            self._send(fx, packed if owed is None else None)
         except redis.RedisError as exc:
             # What etcd holds stays; Redis gets it once it is back, in order, without a
             # change of leader (a restarted Redis loses nothing it has not yet been sent).
@@ -350,23 +359,20 @@ class Scheduler:
             log.warning("the history store answers again: finished tasks move there")
             self._history_down = None
 
-    def _send(self, fx: Effects) -> None:
-        """The Redis side of a tick, in one round trip, then the acks; each part is emptied
-        once sent, so that what an error leaves is exactly what is still owed. The lease is
-        checked once it is all built, just before anything goes out: building a big tick
-        takes a while, and a leader deposed meanwhile sends nothing."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            if fx.redis:
-                queue_effects(pipe, self.settings.cluster, self.origin, fx)
+    def _send(self, fx: Effects, packed: redis.client.Pipeline | None = None) -> None:
+        """The Redis side of a tick, then its acks, in one round trip (`packed`: built
+        already); emptied once sent, so that what an error leaves is exactly what is still
+        owed. The lease is checked once it is all built, just before anything goes out:
+        building a big tick takes a while, and a leader deposed meanwhile sends nothing."""
+        assert self.inbound is not None
+        with packed if packed is not None else self._pack(fx) as pipe:
+            self.inbound.queue_acks(pipe, fx.acks)
             if not self.election.holds():
                 raise Fenced("lease could not be confirmed before publishing")
             if len(pipe):
                 pipe.execute()
             fx.fences, fx.checkpoint_requests, fx.stale_checkpoints, fx.stops = [], [], [], []
-            fx.unfences, fx.dispatches = [], []
-        assert self.inbound is not None
-        self.inbound.ack(fx.acks)
-        fx.acks = []
+            fx.unfences, fx.dispatches, fx.acks = [], [], []
 
     # ------------------------------------------------------- leadership
 

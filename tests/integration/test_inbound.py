@@ -45,8 +45,10 @@ def test_an_acknowledgement_sent_twice_drops_no_message_that_is_not_yet_durable(
     inbound.start()
     try:
         first, _, _ = read(inbound, inbox, 3)
-        inbound.ack([first])
-        inbound.ack([first])  # the same pipeline again, as after a dropped connection
+        for _ in range(2):  # the same pipeline again, as after a dropped connection
+            with broker.pipeline(transaction=False) as pipe:
+                inbound.queue_acks(pipe, [first])
+                pipe.execute()
         assert broker.lrange(inbound.processing, 0, -1) == [b"third", b"second"]
     finally:
         inbound.stop()

@@ -67,6 +67,11 @@ def algorithm(
 
 
 def get(name: str) -> Algorithm:
+    """An algorithm by name; the plugins are imported only when it is not yet known (this
+    is on every task's path, and importing even a loaded module costs a lookup each)."""
+    found = _REGISTRY.get(name)
+    if found is not None:
+        return found
     load_plugins()
     try:
         return _REGISTRY[name]

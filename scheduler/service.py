@@ -201,6 +201,7 @@ class Scheduler:
                 except queue.Empty:
                     event = None
             if self.token is not None:
+                self._gather()
                 try:
                     self._tick()
                 except Fenced as exc:
@@ -208,6 +209,22 @@ class Scheduler:
                 except Exception:
                     log.exception("tick failed; stepping down to rebuild from etcd")
                     self._step_down("tick failed")
+
+    def _gather(self) -> None:
+        """Group commit: while the core says the next tick may wait (core/pacing.py), take
+        the events that come meanwhile into it, until that is no longer so."""
+        hold = self.core.hold()
+        if hold <= 0:
+            return
+        deadline = time.monotonic() + hold
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.inbox.get(timeout=left)
+            except queue.Empty:
+                return
+            self._apply(event)
+            if self.token is None or self.core.hold() <= 0:
+                return
 
     def _apply(self, event: tuple[Any, ...]) -> None:
         """One input, contained: whatever it raises is logged (and, for a message, recorded

@@ -49,6 +49,7 @@ class Settings:
     batch_max: int = 32  # most tasks per GPU-queue message (M11); 1 turns batching off
     batch_seconds: float = 0.05  # work one batched message should carry
     batch_backlog_seconds: float = 0.25  # ... and at most, spread over a deep backlog
+    commit_linger: float = 0.008  # the longest a busy leader holds a tick to commit more at once (0: off)
     etcd_history: float = 60.0  # seconds of etcd revision history the leader keeps
     checkpoint_every: float = 600.0  # the leader asks running tasks for a checkpoint (0: never)
     jobs: bool = False  # node agents run command jobs (corral.job): any program, for whoever can submit

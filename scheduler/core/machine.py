@@ -22,6 +22,7 @@ owns (its `_init` method declares it):
 | `moves.py` | cancelling, moving a running task (migrate, drain), an attempt that yields |
 | `admission.py` | backpressure: new work refused, with a reason, past the live-task or etcd mark |
 | `stats.py` | counts, latencies and recent notable events, for metrics and the status page |
+| `pacing.py` | group commit: how long a busy leader may hold a tick to write more in one transaction |
 | `takeover.py` | rebuilding all of it from etcd alone (M3, M6) |
 """
 
@@ -43,6 +44,7 @@ from corral.scheduler.core.health import Health
 from corral.scheduler.core.lifecycle import Lifecycle
 from corral.scheduler.core.liveness import Liveness
 from corral.scheduler.core.moves import Moves
+from corral.scheduler.core.pacing import Pacing
 from corral.scheduler.core.plan import Planning
 from corral.scheduler.core.routing import Routing
 from corral.scheduler.core.state import LAZY_WRITE, RETIRE_AFTER, Policy, brief, touch
@@ -67,7 +69,7 @@ CLOCK_SKEW = 86400.0  # a worker's time further from the leader's than this is n
 
 
 class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Health, Dag, Checkpoints,
-           Admission, Stats, Takeover):
+           Admission, Stats, Pacing, Takeover):
     def __init__(self, policy: Policy | None = None, writer: str = "") -> None:
         self.writer = writer  # recorded in every event: which replica decided it
         self.policy = policy or Policy.from_settings()
@@ -77,7 +79,7 @@ class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Healt
         self._next_liveness_check = 0.0
         self._next_compaction = 0.0
         for part in (Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Health, Dag, Checkpoints,
-                     Admission, Stats):
+                     Admission, Stats, Pacing):
             part._init(self)
 
     # ------------------------------------------------------------------ inputs
@@ -194,6 +196,8 @@ class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Healt
             began = event.get("began")
             if type(began) is float and -CLOCK_SKEW < began - now < CLOCK_SKEW and began <= at:
                 self._started(task, attempt, began, now)
+        key = (attempt.node, attempt.gpu)
+        held = self.busy.get(key, 0)
         if kind == "succeeded":
             attempt.state, attempt.ended = SUCCEEDED, at
             if attempt.started:
@@ -214,6 +218,8 @@ class Core(Lifecycle, Routing, Gangs, Planning, Failures, Moves, Liveness, Healt
             self._failed(task, attempt, error, at, now)
         elif kind == "yielded":
             self._yielded(task, attempt, event, at, now)
+        if self.busy.get(key, 0) < held:
+            self._message_ended(key, now)
 
     def _started(self, task: Task, attempt: Attempt, at: float, now: float) -> None:
         attempt.state, attempt.started = RUNNING, at

@@ -37,6 +37,7 @@ class Policy:
     max_live: int  # unfinished tasks past which new submissions are refused
     etcd_high_water: int  # bytes of etcd's database past which new submissions are refused
     allocate_every: float = 0.05  # seconds between allocator runs while demand changes
+    commit_linger: float = 0.0  # the longest a busy leader holds a tick to commit more at once
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Policy:
@@ -46,6 +47,7 @@ class Policy:
             "heartbeat_timeout": s.heartbeat * s.heartbeat_misses, "idle_grace": s.idle_grace,
             "dedup_window": min(s.dedup_window, s.task_retention), "batch_max": s.batch_max,
             "batch_seconds": s.batch_seconds, "batch_backlog_seconds": s.batch_backlog_seconds,
+            "commit_linger": s.commit_linger,
             "checkpoint_every": s.checkpoint_every,
             "move_grace": s.move_grace,
             "nodes": nh.NodePolicy(stable_after=s.node_stable),

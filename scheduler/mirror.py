@@ -8,13 +8,14 @@ A live watch on the keyspace cost each follower as much CPU per task as a sixth 
 leader's: etcd sends a synced watcher one response per revision, and each one crosses
 gRPC's and the etcd client's threads. So the mirror reads in rounds instead: every
 `CATCH_UP` seconds it opens a watch from the revision after the last one it holds and
-reads until it has seen a revision it knows to be current, then cancels it; etcd sends
-such a catching-up watcher its history in batches of up to a thousand revisions per
-response. The current revision the round reads up to is that of a write of the replica's
-own (`mark`: its registration, put again), made only when etcd has moved on, so that a
-round always ends on an event under the root (the last write may be another cluster's,
-outside it). Any error or stall takes a fresh snapshot instead; the leader keeps
-`CORRAL_ETCD_HISTORY` (60 s) of history, far more than a round needs.
+reads until it has seen etcd's current revision, then cancels it; etcd sends such a
+catching-up watcher its history in batches of up to a thousand revisions per response.
+That revision is nearly always a write under the root; when it is not (the last writes
+were another cluster's) the watch falls quiet short of it, and the round then reads up
+to a write of the replica's own (`mark`: its registration, put again), which is under the
+root. Only then: a mark made every round would itself move etcd, and every follower would
+mark in turn, for ever. Any error or stall takes a fresh snapshot instead; the leader
+keeps `CORRAL_ETCD_HISTORY` (60 s) of history, far more than a round needs.
 
 A live watch on the `leader` key alone tells a follower at once when it goes (its lease
 expired, or the leader resigned): the follower campaigns then, and otherwise only every
@@ -39,6 +40,7 @@ from corral.base.etcd import snapshot
 log = logging.getLogger("corral.mirror")
 
 CATCH_UP = 0.5  # seconds between a follower's rounds
+QUIET = 0.25  # seconds without an event, short of the current revision, before a round marks
 STALL = 2.0  # seconds a round waits for etcd's next batch before it reads a snapshot instead
 
 Mark = Callable[[], "int | None"]  # a write of the replica's own; its revision (None: not now)
@@ -116,21 +118,28 @@ class Mirror:
             self.revision = revision
 
     def _catch_up(self) -> None:
-        """Read what changed since the last round, up to a revision known to be current."""
-        if self.client.get_response(self.root + self.leader).header.revision <= self.revision:
+        """Read what changed since the last round, up to etcd's current revision: it is
+        nearly always a write under the root, whose event ends the round; when the watch
+        falls quiet short of it (the last writes were outside the root), up to a mark."""
+        target = self.client.get_response(self.root + self.leader).header.revision
+        if target <= self.revision:
             return  # etcd has not moved
-        target = self.mark()
-        if target is None:
-            return
         updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
         watch = self.client.add_watch_prefix_callback(self.root, updates.put,
                                                       start_revision=self.revision + 1)
         try:
+            marked = False
             while self.revision < target and not self._stop.is_set():
                 try:
-                    response = updates.get(timeout=STALL)
+                    response = updates.get(timeout=STALL if marked else QUIET)
                 except queue.Empty:
-                    raise TimeoutError(f"no events from etcd for {STALL:.0f} s") from None
+                    if marked:
+                        raise TimeoutError(f"no events from etcd for {STALL:.0f} s") from None
+                    mark = self.mark()  # only now: marks would otherwise wake every follower
+                    if mark is None:
+                        return
+                    target, marked = mark, True
+                    continue
                 if isinstance(response, Exception):
                     raise response
                 self._apply(response)

@@ -15,6 +15,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -304,12 +305,14 @@ class Scheduler:
         if self.core.archiving and self._owed is None:
             self._archive(now)
 
-    def _write(self, writes: dict[str, Any]) -> None:
-        """Fenced etcd writes (store.py), timed for `corral_etcd_commit_seconds`."""
+    def _write(self, writes: dict[str, Any], meanwhile: Callable[[], Any] | None = None) -> Any:
+        """Fenced etcd writes (store.py), timed for `corral_etcd_commit_seconds`; returns
+        what `meanwhile` made while the last transaction was in flight."""
         assert self.token is not None
-        if writes:
-            with self.metrics.timed("commit"):
-                self.store.write(self.token, writes)
+        if not writes:
+            return meanwhile() if meanwhile is not None else None
+        with self.metrics.timed("commit"):
+            return self.store.write(self.token, writes, meanwhile)
 
     def _flush(self, fx: Effects, extra: dict[str, Any]) -> None:
         assert self.token is not None
@@ -322,11 +325,10 @@ class Scheduler:
             self._write(rest)
             self._publish(Effects(acks=acks))
             return
-        # The Redis side is built before the commit and sent once that is durable: a lone
-        # task's dispatch waits for the commit alone, not for its message's encoding after.
-        packed = self._pack(fx) if rest and self._owed is None else None
-        if rest:
-            self._write(rest)
+        # The Redis side is built while the commit is in flight and sent once that is
+        # durable: a lone task's dispatch waits for the commit alone, not for its
+        # message's encoding too.
+        packed = self._write(rest, (lambda: self._pack(fx)) if self._owed is None else None)
         self._publish(fx, packed)
 
     def _pack(self, fx: Effects) -> redis.client.Pipeline:

@@ -15,7 +15,6 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -305,14 +304,12 @@ class Scheduler:
         if self.core.archiving and self._owed is None:
             self._archive(now)
 
-    def _write(self, writes: dict[str, Any], meanwhile: Callable[[], Any] | None = None) -> Any:
-        """Fenced etcd writes (store.py), timed for `corral_etcd_commit_seconds`; returns
-        what `meanwhile` made while the last transaction was in flight."""
+    def _write(self, writes: dict[str, Any]) -> None:
+        """Fenced etcd writes (store.py), timed for `corral_etcd_commit_seconds`."""
         assert self.token is not None
-        if not writes:
-            return meanwhile() if meanwhile is not None else None
-        with self.metrics.timed("commit"):
-            return self.store.write(self.token, writes, meanwhile)
+        if writes:
+            with self.metrics.timed("commit"):
+                self.store.write(self.token, writes)
 
     def _flush(self, fx: Effects, extra: dict[str, Any]) -> None:
         assert self.token is not None
@@ -325,24 +322,16 @@ class Scheduler:
             self._write(rest)
             self._publish(Effects(acks=acks))
             return
-        # The Redis side is built while the commit is in flight and sent once that is
-        # durable: a lone task's dispatch waits for the commit alone, not for its
-        # message's encoding too.
-        packed = self._write(rest, (lambda: self._pack(fx)) if self._owed is None else None)
-        self._publish(fx, packed)
+        if rest:
+            self._write(rest)
+        self._publish(fx)
 
-    def _pack(self, fx: Effects) -> redis.client.Pipeline:
-        pipe = self.redis.pipeline(transaction=False)
-        if fx.redis:
-            queue_effects(pipe, self.settings.cluster, self.origin, fx)
-        return pipe
-
-    def _publish(self, fx: Effects, packed: redis.client.Pipeline | None = None) -> None:
+    def _publish(self, fx: Effects) -> None:
         """The Redis side of what etcd now holds, after what an earlier tick still owes it."""
         owed, self._owed = self._owed, None
         fx = fx.after(owed)
         try:
-            self._send(fx, packed if owed is None else None)
+            self._send(fx)
         except redis.RedisError as exc:
             # What etcd holds stays; Redis gets it once it is back, in order, without a
             # change of leader (a restarted Redis loses nothing it has not yet been sent).
@@ -378,13 +367,15 @@ class Scheduler:
             log.warning("the history store answers again: finished tasks move there")
             self._history_down = None
 
-    def _send(self, fx: Effects, packed: redis.client.Pipeline | None = None) -> None:
-        """The Redis side of a tick, then its acks, in one round trip (`packed`: built
-        already); emptied once sent, so that what an error leaves is exactly what is still
-        owed. The lease is checked once it is all built, just before anything goes out:
-        building a big tick takes a while, and a leader deposed meanwhile sends nothing."""
+    def _send(self, fx: Effects) -> None:
+        """The Redis side of a tick, then its acks, in one round trip; emptied once sent, so
+        that what an error leaves is exactly what is still owed. The lease is checked once
+        it is all built, just before anything goes out: building a big tick takes a while,
+        and a leader deposed meanwhile sends nothing."""
         assert self.inbound is not None
-        with packed if packed is not None else self._pack(fx) as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:
+            if fx.redis:
+                queue_effects(pipe, self.settings.cluster, self.origin, fx)
             self.inbound.queue_acks(pipe, fx.acks)
             if not self.election.holds():
                 raise Fenced("lease could not be confirmed before publishing")

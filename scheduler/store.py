@@ -3,22 +3,13 @@
 Every write is a transaction that compares the `leader` key's create_revision with
 the token this replica won the election with; a deposed leader's write fails as a
 whole and raises Fenced, upon which the service stops acting.
-
-The last transaction of a write is sent as a gRPC future, and the caller's `meanwhile`
-(the tick's Redis side, built but not sent) runs while etcd commits it: on a lone task's
-path the two no longer add up. This uses the pinned etcd client's request builder and
-error mapping (`_ops_to_requests`, `_manage_grpc_errors`), as its own `transaction` does.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
-
-import grpc
-from etcd3 import etcdrpc
 
 from corral.base.etcd import prefix_json
 from corral.base.keys import Keys
@@ -46,11 +37,11 @@ class Store:
         self.client = client
         self.keys = keys
 
-    def write(self, token: int, writes: dict[str, Any], meanwhile: Callable[[], Any] | None = None) -> Any:
-        """Commit `writes` (key -> value, None deletes) fenced by `token`; returns what
-        `meanwhile` returned, having run it while the last transaction was in flight."""
+    def write(self, token: int, writes: dict[str, Any]) -> int:
+        """Commit `writes` (key -> value, None deletes) fenced by `token`; returns ops written."""
         ops: list[Any] = []
         size = 0
+        done = 0
         for key, value in writes.items():
             if value is None:
                 op, n = self.client.transactions.delete(key), len(key)
@@ -59,29 +50,23 @@ class Store:
                 op, n = self.client.transactions.put(key, data), len(key) + len(data)
             if ops and (len(ops) >= MAX_OPS or size + n > MAX_BYTES):
                 self._commit(token, ops)
+                done += len(ops)
                 ops, size = [], 0
             ops.append(op)
             size += n
         if ops:
-            return self._commit(token, ops, meanwhile)
-        return meanwhile() if meanwhile is not None else None
+            self._commit(token, ops)
+            done += len(ops)
+        return done
 
-    def _commit(self, token: int, ops: list[Any], meanwhile: Callable[[], Any] | None = None) -> Any:
-        c = self.client
-        request = etcdrpc.TxnRequest(
-            compare=[(c.transactions.create(self.keys.leader) == token).build_message()],
-            success=c._ops_to_requests(ops), failure=[])
-        try:
-            call = c.kvstub.Txn.future(request, c.timeout, credentials=c.call_credentials,
-                                       metadata=c.metadata)
-            made = meanwhile() if meanwhile is not None else None
-            response = call.result()
-        except grpc.RpcError as exc:
-            c._manage_grpc_errors(exc)  # marks the endpoint failed, raises etcd3's exception
-            raise
-        if not response.succeeded:
+    def _commit(self, token: int, ops: list[Any]) -> None:
+        ok, _ = self.client.transaction(
+            compare=[self.client.transactions.create(self.keys.leader) == token],
+            success=ops,
+            failure=[],
+        )
+        if not ok:
             raise Fenced(f"leader token {token} is no longer current")
-        return made
 
     def read_prefix(self, prefix: str) -> dict[str, Any]:
         return prefix_json(self.client, prefix)

@@ -4,7 +4,7 @@ A takeover then starts from memory instead of reading every record: the new lead
 the mirror catch up once more (or reads etcd when it cannot), and builds its state from
 it. While leading, a replica stops its mirror: it is the writer.
 
-A live watch on the keyspace cost each follower as much CPU per task as a sixth of the
+A live watch on the keyspace cost each follower as much CPU per task as a quarter of the
 leader's: etcd sends a synced watcher one response per revision, and each one crosses
 gRPC's and the etcd client's threads. So the mirror reads in rounds instead: every
 `CATCH_UP` seconds it opens a watch from the revision after the last one it holds and

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from cpu_split import cpu_seconds, sample, tree
-from throughput import raw_cluster
+from throughput import raw_cluster, raw_throughput
 
 from corral.base.config import Settings
 from corral.client import Client
@@ -52,10 +52,8 @@ def main() -> int:
             client.wait(client.map("corral.echo", [{}] * (opts.workers * 4)), timeout=120)
             time.sleep(1)
             for r in range(opts.rounds):
-                before, mine, t0 = sum(map(cpu_seconds, raw_pids)), cpu_seconds(me), time.time()
-                for result in [raw.send_task("raw.echo", args=[{"i": i}], queue="raw") for i in range(n)]:
-                    result.get(timeout=600)
-                raw_rate = n / (time.time() - t0)
+                before, mine = sum(map(cpu_seconds, raw_pids)), cpu_seconds(me)
+                raw_rate = raw_throughput(raw, n)
                 raw_ms = {"workers and Redis": (sum(map(cpu_seconds, raw_pids)) - before) * 1000 / n,
                           "client": (cpu_seconds(me) - mine) * 1000 / n}
                 start, t0 = sample(cluster), time.time()

@@ -115,14 +115,15 @@ def corral_throughput(client: Client, tasks: int) -> float:
 
 
 def corral_latency(client: Client, i: int, fresh: bool = True, quiet: bool = False) -> float:
-    """Submit-to-start of one echo task; `fresh`: an id the client makes up (else one of the
-    caller's), `quiet`: the client idle for 30 ms before it waits for the result."""
+    """Submit-to-start of one task: until its body begins, which `corral.probe` reports as
+    raw's echo does (`ran_at`; the attempt's `started` is taken before the worker's claim);
+    `fresh`: an id the client makes up (else one of the caller's), `quiet`: the client idle
+    for 30 ms before it waits for the result."""
     sent = time.time()
-    h = client.submit("corral.echo", {"i": i}, task_id=None if fresh else uuid.uuid4().hex)
+    h = client.submit("corral.probe", {"i": i}, task_id=None if fresh else uuid.uuid4().hex)
     if quiet:
         time.sleep(0.03)
-    h.result(timeout=60)
-    return float(client.task(h.id)["attempts"][-1]["started"]) - sent
+    return float(h.result(timeout=60)["ran_at"]) - sent
 
 
 def figures(tasks_per_s: float, lat: list[float]) -> dict[str, float]:

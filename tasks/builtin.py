@@ -53,7 +53,10 @@ def crash(args: Any, ctx: Context) -> Any:
 
 @algorithm("corral.probe")
 def probe(args: Any, ctx: Context) -> dict[str, Any]:
+    """Where the call ran; `ran_at`, when it began (this host's clock), is first: the
+    submit-to-start benchmarks read it as raw Celery's task reports its own start."""
     return {
+        "ran_at": time.time(),
         "node": ctx.node,
         "gpu": ctx.gpu,
         "cuda_visible_devices": ctx.cuda_visible_devices,

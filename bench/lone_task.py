@@ -11,7 +11,14 @@ round runs, in a shuffled order, one task of each kind, one at a time:
                 asks the history store about it), `Handle.result()`;
   fresh, quiet  corral, a fresh id, the client idle for 30 ms before it waits (what the
                 cluster alone costs, without the client's reads on the same cores).
-Prints each kind's p50 and p90 and its p50 over raw's.
+Prints each kind's p50 and p90 and its p50 over raw's, then where a fresh task's time
+goes, from the times corral records anyway (each stage's p50, so they need not add up):
+  to the leader     submit -> the leader's intake (`submitted`): a Redis hop, its reader
+  decided           intake -> the placement decision (the attempt's `dispatched`)
+  to the worker     decision -> the worker holds the message (the attempt's `started`):
+                    the etcd commit, the publish, the worker's receipt and hand-over
+  claimed           -> the body runs (`corral.probe`'s `ran_at`): the worker's fence claim
+Every time is from this host's clock. Raw Celery's whole path is the `raw` row.
 """
 
 from __future__ import annotations
@@ -20,9 +27,25 @@ import argparse
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from throughput import corral_cluster, corral_latency, pct, raw_cluster, raw_latency
+
+from corral.client import Client
+
+STAGES = ["to the leader", "decided", "to the worker", "claimed"]
+
+
+def stages(client: Client, i: int) -> tuple[float, list[float]]:
+    """A fresh task's submit-to-start, and its stages (STAGES) from its record."""
+    sent = time.time()
+    h = client.submit("corral.probe", {"i": i})
+    ran = float(h.result(timeout=60)["ran_at"])
+    record = client.task(h.id) or {}
+    attempt = record["attempts"][-1]
+    marks = [sent, record["submitted"], attempt["dispatched"], attempt["started"], ran]
+    return ran - sent, [b - a for a, b in zip(marks, marks[1:], strict=False)]
 
 
 def main() -> int:
@@ -32,18 +55,28 @@ def main() -> int:
     opts = parser.parse_args()
     kinds = ["raw", "fresh", "named", "fresh, quiet"]
     lat: dict[str, list[float]] = {k: [] for k in kinds}
+    parts: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         state = Path(tmp)
         with raw_cluster(opts.workers, state) as raw, corral_cluster(opts.workers, state) as client:
             for i in range(opts.tasks):
                 for kind in random.sample(kinds, len(kinds)):
-                    lat[kind].append(raw_latency(raw, i) if kind == "raw" else
-                                     corral_latency(client, i, kind != "named", kind.endswith("quiet")))
+                    if kind == "fresh":
+                        total, split = stages(client, i)
+                        lat[kind].append(total)
+                        parts.append(split)
+                    else:
+                        lat[kind].append(raw_latency(raw, i) if kind == "raw" else
+                                         corral_latency(client, i, kind != "named", kind.endswith("quiet")))
     base = pct(lat["raw"], 0.5)
     print(f"{'kind':<13} {'p50 ms':>7} {'p90 ms':>7} {'p50 - raw':>10}")
     for kind in kinds:
         p50, p90 = pct(lat[kind], 0.5), pct(lat[kind], 0.9)
         print(f"{kind:<13} {p50 * 1000:>7.2f} {p90 * 1000:>7.2f} {(p50 - base) * 1000:>+10.2f}")
+    print(f"\n{'fresh, stage':<15} {'p50 ms':>7} {'p90 ms':>7}")
+    for n, stage in enumerate(STAGES):
+        times = [split[n] for split in parts]
+        print(f"{stage:<15} {pct(times, 0.5) * 1000:>7.2f} {pct(times, 0.9) * 1000:>7.2f}")
     return 0
 
 

@@ -28,7 +28,7 @@ from corral.base.broker import Write, write_all
 from corral.base.config import Settings
 from corral.base.errors import error_info
 from corral.base.keys import BLOB, JOB_ALGORITHM, RUN_TASK, WARM_TASK
-from corral.tasks import registry, starts
+from corral.tasks import claims, registry, starts
 from corral.tasks.context import Context, Stop
 from corral.tasks.reporter import PATIENCE, Reporter
 from corral.tasks.status import publish, status_event
@@ -278,13 +278,13 @@ def where(msg: dict[str, Any]) -> tuple[str, int]:
             int(os.environ.get("CORRAL_GPU_INDEX", msg.get("gpu", -1))))
 
 
-def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
+def run_message(app: Celery, members: list[dict[str, Any]], claimed: Any = None) -> None:
     """Run a message's attempts in order, each with its own fence and outcome.
 
-    All of them are claimed in one round trip when the message starts, with the first
-    call's `started` (none for a quick algorithm: tasks/starts.py); after that no member
-    waits for Redis before it runs: each outcome, and the next member's `started`, go to
-    the process's reporter, and the message returns
+    All of them were claimed as the main process took the message (`claimed`, tasks/claims.py)
+    or are claimed here in one round trip, with the first call's `started` (none for a quick
+    algorithm: tasks/starts.py); after that no member waits for Redis before it runs: each
+    outcome, and the next member's `started`, go to the process's reporter, and the message returns
     (and is acknowledged) only once they are written. A member superseded after the claim
     still runs; the scheduler ignores its late outcome, as it ignores any other."""
     from corral.tasks import batching  # it builds on this module's claim and report helpers
@@ -303,19 +303,23 @@ def run_message(app: Celery, members: list[dict[str, Any]]) -> None:
     # By member, not attempt id: a message that names one attempt twice runs it once.
     events = {id(m): event_of(m) for m in members}
     quiet = {id(m) for m in members if starts.quiet(m.get("algorithm"))}  # tasks/starts.py
-    claimed = time.time()  # when the first call began, as its `started` would have said
-    try:
-        seen = claim(settings.cluster, members,
-                     [events[id(m)]("started", pid=os.getpid()) for m in calls[0][0] if id(m) not in quiet])
-    except redis.RedisError as exc:
-        requeue(exc, f"{len(members)} attempts" if len(members) > 1 else
-                f"attempt {members[0]['attempt_id']} of {members[0]['task_id']}")
+    opened = time.time()  # when the first call began, as its `started` would have said
+    first = [events[id(m)]("started", pid=os.getpid()) for m in calls[0][0] if id(m) not in quiet]
+    seen = claims.given(claimed, members)  # claimed as the main process took the message
+    if seen is None:
+        try:
+            seen = claim(settings.cluster, members, first)
+        except redis.RedisError as exc:
+            requeue(exc, f"{len(members)} attempts" if len(members) > 1 else
+                    f"attempt {members[0]['attempt_id']} of {members[0]['task_id']}")
+    elif first:
+        reporter.started(first)
     verdicts = {id(m): v for m, v in zip(members, seen, strict=True)}
     for i, (group, algo) in enumerate(calls):
         mine = [(m, events[id(m)]) for m in group if not skipped(settings, verdicts[id(m)], m, events[id(m)])]
         if not mine:
             continue
-        began = claimed if i == 0 else time.time()
+        began = opened if i == 0 else time.time()
         if i > 0 and (loud := [e("started", pid=os.getpid()) for m, e in mine if id(m) not in quiet]):
             reporter.started(loud)
         mine = [(m, starts.Quiet(e, began) if id(m) in quiet else e) for m, e in mine]
@@ -431,19 +435,16 @@ def warm_up(app: Celery, msg: dict[str, Any]) -> None:
 
 
 def register(app: Celery) -> None:
-    @app.task(name=RUN_TASK, acks_late=True, ignore_result=True)
-    def run(**msg: Any) -> None:
+    @app.task(name=RUN_TASK, bind=True, acks_late=True, ignore_result=True)
+    def run(self: Any, **msg: Any) -> None:
         # A batch (M11) holds several attempts: run in order, each with its own fence and outcome.
-        batch = msg["batch"] if isinstance(msg.get("batch"), list) else [msg]
-        members = []
-        for one in batch:
-            if not (isinstance(one, dict) and isinstance(one.get("task_id"), str)
-                    and isinstance(one.get("attempt_id"), str)):
-                log.warning("a run message without a task and attempt id was refused")
-                continue  # not a message a leader writes; its fence check would fail anyway
-            members.append(one)
+        claimed = getattr(self.request, claims.HEADER, None)  # this worker's main process's verdicts
+        members = claims.members(msg)
+        held = len(msg["batch"]) if isinstance(msg.get("batch"), list) else 1
+        if len(members) < held:  # not a message a leader writes; its fence check would fail anyway
+            log.warning("a run message without a task and attempt id was refused")
         if members:
-            run_message(app, members)
+            run_message(app, members, claimed)
 
     @app.task(name=WARM_TASK, acks_late=True, ignore_result=True)
     def warm(**msg: Any) -> None:

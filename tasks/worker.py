@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
-from corral.tasks import registry
+from corral.base import transport
+from corral.tasks import claims, registry
 from corral.tasks.app import make_app
 from corral.tasks.runner import register
 
 app = make_app(worker=True)
 register(app)
 registry.load_plugins()
+transport.on_delivery = partial(claims.at_delivery, app.corral_settings.cluster)  # type: ignore[attr-defined]
+
+
+@worker_process_init.connect
+def _child_started(**_: Any) -> None:
+    """The pool's child: the process whose attempts the main process claims (tasks/claims.py)."""
+    claims.register_child(os.getpid())
 
 
 @worker_ready.connect

@@ -76,12 +76,22 @@ def claim_in(pipe: redis.client.Pipeline, sha: str, cluster: str, attempt_id: st
     """Queue a claim of this attempt with the message it came in; read the reply with
     verdict(reply, the digest returned here)."""
     mine = digest(message)
-    pipe.evalsha(sha, 1, key(cluster, attempt_id), TTL, mine, STARTED + b":" + _me())
+    pipe.evalsha(sha, 1, key(cluster, attempt_id), TTL, mine, started_by(os.getpid()))
     return mine
 
 
+def issued(mine: str) -> bytes:
+    """What a fence holds while its attempt waits to be claimed with the message `mine`."""
+    return ISSUED + mine.encode()
+
+
+def started_by(pid: int) -> bytes:
+    """What a fence holds once process `pid` of this host has claimed its attempt."""
+    return STARTED + b":" + _me().rpartition(b":")[0] + b":" + str(pid).encode()
+
+
 def verdict(before: bytes | None, mine: str) -> Verdict:
-    if before == ISSUED + mine.encode():
+    if before == issued(mine):
         return "run"
     if before is None or before.startswith(ISSUED):
         return "forged"

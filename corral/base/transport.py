@@ -14,12 +14,17 @@ a lost connection or the visibility timeout), written and cleared with MULTI, tw
 commands, EXEC: a third of that main process's time. The same two writes, as atomic,
 go in one Lua call each here; the keys and the stored value are kombu's, so its restore
 reads them unchanged.
+
+A delivery may carry more atomic work in the same call: compare-and-set writes that a hook
+(`on_delivery`) asks for as the message is taken. The GPU worker claims its attempts' fences
+so (corral/tasks/claims.py): the round trip its child would spend on them is gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from time import time
 from typing import Any
 
@@ -30,11 +35,20 @@ from redis.commands.core import Script
 
 from corral.base import broker
 
-# KEYS: kombu's unacked index (sorted set) and unacked hash. ARGV: time, tag, what kombu stores.
+# KEYS: kombu's unacked index (sorted set) and unacked hash, then the keys of any swaps.
+# ARGV: time, tag, what kombu stores, then (expected, new, ttl) for each swap. Returns what
+# each swap's key held before (nil where it held nothing).
 _RECORD = Script(None, b"""
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-return 1
+local out = {}
+for i = 3, #KEYS do
+  local j = 4 + (i - 3) * 3
+  local before = redis.call('GET', KEYS[i])
+  if before == ARGV[j] then redis.call('SET', KEYS[i], ARGV[j + 1], 'EX', ARGV[j + 2]) end
+  out[#out + 1] = before
+end
+return out
 """)  # type: ignore[arg-type]
 # KEYS: the same. ARGV[1]: the delivery's tag.
 _FORGET = Script(None, b"""
@@ -44,16 +58,39 @@ return 1
 """)  # type: ignore[arg-type]
 
 
+@dataclass
+class Swaps:
+    """Compare-and-set writes made atomically with a delivery's record: each key that holds
+    its `expected` value is set to its `new` one, for `ttl` seconds; `then` gets what each
+    key held before (None: nothing)."""
+
+    keys: list[str]
+    expected: list[bytes]
+    new: list[bytes]
+    ttl: int
+    then: Callable[[list[bytes | None]], None]
+
+
+on_delivery: Callable[[Any], Swaps | None] | None = None  # set by the GPU worker's main process
+
+
 class QoS(kombu_redis.QoS):
     """kombu's Redis QoS, a delivery recorded and forgotten in one Lua call each."""
 
     def append(self, message: Any, delivery_tag: str) -> None:
         delivery = message.delivery_info
+        swaps = on_delivery(message) if on_delivery is not None else None
+        keys: list[Any] = [self.unacked_index_key, self.unacked_key]
+        args: list[Any] = [time(), delivery_tag,
+                           dumps([message._raw, delivery["exchange"], delivery["routing_key"]])]
+        if swaps is not None:
+            keys += swaps.keys
+            for expected, new in zip(swaps.expected, swaps.new, strict=True):
+                args += [expected, new, swaps.ttl]
         with self.channel.conn_or_acquire() as client:
-            _RECORD(keys=[self.unacked_index_key, self.unacked_key],
-                    args=[time(), delivery_tag,
-                          dumps([message._raw, delivery["exchange"], delivery["routing_key"]])],
-                    client=client)
+            before = _RECORD(keys=keys, args=args, client=client)
+        if swaps is not None:
+            swaps.then(list(before))
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:

@@ -1,0 +1,97 @@
+"""Attempts claimed as a GPU worker's main process takes their message, not after.
+
+A worker claims each attempt's fence (corral/base/fence.py) before it runs it. Its main
+process already writes to Redis once for every message it takes (kombu's record of an
+unacknowledged delivery, corral/base/transport.py); the claims of the message's attempts
+go in that same Lua call, so the child that runs the message starts without a round trip
+of its own.
+
+The verdicts reach the child in a header of the message (Celery hands its headers to the
+task as its request), with a token only this worker's processes know (made in the main
+process, inherited by the child it forks): verdicts that came with the message from anywhere
+else are not believed, and the child claims for itself. A claim records the process that
+will run the attempt, the pool's one child, which registers its pid as it starts; while no
+live child is registered (a child being replaced, a pool without children) the main process
+claims nothing and the child claims as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mmap
+import secrets
+import struct
+from typing import Any
+
+from corral.base import fence
+from corral.base.keys import RUN_TASK
+from corral.base.process import alive
+from corral.base.transport import Swaps
+
+log = logging.getLogger("corral.claims")
+
+HEADER = "corral_claimed"  # the message header that carries the verdicts to the child
+_TOKEN = secrets.token_hex(16)  # made at import, in the main process, before it forks
+_CHILD = mmap.mmap(-1, 8)  # shared with the children it forks: the pid of the running one
+
+
+def register_child(pid: int) -> None:
+    """In the pool's child, as it starts: the process the main process claims for."""
+    _CHILD.seek(0)
+    _CHILD.write(struct.pack("q", pid))
+
+
+def _child() -> int | None:
+    pid = struct.unpack("q", _CHILD[:8])[0]
+    return pid if pid > 0 and alive(pid) else None
+
+
+def members(kwargs: Any) -> list[dict[str, Any]]:
+    """The attempts a run message holds that a worker runs (tasks/runner.py's register):
+    each with its task and attempt id; a batch (M11) holds several."""
+    if not isinstance(kwargs, dict):
+        return []
+    batch = kwargs["batch"] if isinstance(kwargs.get("batch"), list) else [kwargs]
+    return [one for one in batch if isinstance(one, dict) and isinstance(one.get("task_id"), str)
+            and isinstance(one.get("attempt_id"), str)]
+
+
+def at_delivery(cluster: str, message: Any) -> Swaps | None:
+    """The claims of a run message's attempts, to be made with its delivery's record, or
+    None (not a run message, not readable here, no live child): the child claims then."""
+    try:
+        if (message.headers or {}).get("task") != RUN_TASK or message.content_type != "application/json":
+            return None
+        child = _child()
+        if child is None:
+            return None
+        body = json.loads(message.body)
+        mine = members(body[1])
+        if not mine:
+            return None
+        digests = [fence.digest(m) for m in mine]
+    except Exception:  # anything unexpected: the child claims, as it always could
+        log.debug("run message not claimed at delivery", exc_info=True)
+        return None
+
+    def then(before: list[bytes | None]) -> None:
+        message.headers[HEADER] = {
+            "token": _TOKEN, "attempts": [m["attempt_id"] for m in mine],
+            "verdicts": [fence.verdict(b, d) for b, d in zip(before, digests, strict=True)]}
+        message._decoded_cache = body  # read once: Celery would parse it again
+
+    return Swaps(keys=[fence.key(cluster, m["attempt_id"]) for m in mine],
+                 expected=[fence.issued(d) for d in digests], new=[fence.started_by(child)] * len(mine),
+                 ttl=fence.TTL, then=then)
+
+
+def given(claimed: Any, mine: list[dict[str, Any]]) -> list[fence.Verdict] | None:
+    """In the child: the verdicts its main process found for these attempts, or None when
+    it made none (or they did not come from it): the child claims for itself then."""
+    if not (isinstance(claimed, dict) and secrets.compare_digest(str(claimed.get("token")), _TOKEN)):
+        return None
+    if claimed.get("attempts") != [m["attempt_id"] for m in mine]:
+        return None
+    verdicts = claimed.get("verdicts")
+    return list(verdicts) if isinstance(verdicts, list) and len(verdicts) == len(mine) else None

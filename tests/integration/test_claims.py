@@ -1,0 +1,132 @@
+"""Attempts claimed as a GPU worker's main process takes their message (corral/tasks/claims.py),
+against a real redis-server through corral's kombu transport: the claim goes with the
+delivery's record, its verdict travels in a header, and only this worker's verdicts count."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kombu
+import pytest
+import redis
+
+from corral.base import fence, transport
+from corral.base.config import Settings
+from corral.base.keys import NORMAL, RUN_TASK
+from corral.base.wire import encode_task
+from corral.tasks import claims
+from corral.tasks.app import make_app
+from tests.conftest import start_redis
+
+CLUSTER = "t"
+QUEUE = "corral.gpu.node-1.0"
+
+
+@pytest.fixture
+def taking(tmp_path: Path) -> Iterator[tuple[redis.Redis, Any]]:
+    """A Redis, and a function that publishes a run message and takes it as a worker's main
+    process does (this process registered as its child)."""
+    proc, url = start_redis(tmp_path)
+    r = redis.Redis.from_url(url)
+    app = make_app(Settings(cluster=CLUSTER, broker=url), worker=True)
+    transport.on_delivery = lambda message: claims.at_delivery(CLUSTER, message)
+    claims.register_child(os.getpid())
+    try:
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+
+            def take(message: dict[str, Any], headers: dict[str, Any] | None = None) -> Any:
+                key, payload = encode_task(QUEUE, RUN_TASK, message["attempt_id"], message, NORMAL)
+                if headers:
+                    envelope = json.loads(payload)
+                    envelope["headers"].update(headers)
+                    payload = json.dumps(envelope)
+                r.lpush(key, payload)
+                return kombu.Queue(QUEUE, routing_key=QUEUE)(channel).get(no_ack=False)
+
+            yield r, take
+    finally:
+        transport.on_delivery = None
+        claims.register_child(0)
+        r.close()
+        proc.kill()
+        proc.wait()
+
+
+def attempt(n: int) -> dict[str, Any]:
+    return {"task_id": f"t{n}", "attempt_id": f"t{n}.a1", "number": 1, "algorithm": "corral.echo",
+            "args": {"n": n}, "node": "node-1", "gpu": 0}
+
+
+def issue(r: redis.Redis, message: dict[str, Any]) -> None:
+    with r.pipeline() as pipe:
+        fence.issue(pipe, CLUSTER, message["attempt_id"], message)
+        pipe.execute()
+
+
+def test_an_issued_attempt_is_claimed_for_the_child_as_its_message_is_taken(taking: Any) -> None:
+    r, take = taking
+    message = attempt(1)
+    issue(r, message)
+    taken = take(message)
+    verdict = taken.headers[claims.HEADER]
+    assert verdict["attempts"] == ["t1.a1"] and verdict["verdicts"] == ["run"]
+    assert r.get(fence.key(CLUSTER, "t1.a1")) == fence.started_by(os.getpid())
+    assert claims.given(verdict, [message]) == ["run"]
+    assert r.hlen(taken.channel.unacked_key) == 1  # the delivery's record went with the claim
+
+
+def test_every_attempt_of_a_batch_is_claimed_in_the_same_call(taking: Any) -> None:
+    r, take = taking
+    members = [attempt(2), attempt(3)]
+    issue(r, members[0])  # the second was never issued
+    batch = {"task_id": "b", "attempt_id": "b", "batch": members}
+    verdict = take(batch).headers[claims.HEADER]
+    assert verdict["verdicts"] == ["run", "forged"]
+    assert r.get(fence.key(CLUSTER, "t3.a1")) is None
+
+
+def test_an_attempt_no_leader_issued_is_found_forged_and_its_fence_left_alone(taking: Any) -> None:
+    r, take = taking
+    verdict = take(attempt(4)).headers[claims.HEADER]
+    assert verdict["verdicts"] == ["forged"]
+    assert r.get(fence.key(CLUSTER, "t4.a1")) is None
+
+
+def test_a_superseded_attempt_is_found_superseded(taking: Any) -> None:
+    r, take = taking
+    message = attempt(5)
+    issue(r, message)
+    with r.pipeline() as pipe:
+        fence.supersede(pipe, CLUSTER, "t5.a1")
+        pipe.execute()
+    assert take(message).headers[claims.HEADER]["verdicts"] == ["superseded"]
+
+
+def test_verdicts_a_message_brought_with_it_are_replaced_and_never_believed(taking: Any) -> None:
+    r, take = taking
+    message = attempt(6)  # not issued: a forger's message, with verdicts of its own
+    own = {"token": "guess", "attempts": ["t6.a1"], "verdicts": ["run"]}
+    taken = take(message, {claims.HEADER: own})
+    assert taken.headers[claims.HEADER]["verdicts"] == ["forged"]
+    assert claims.given(own, [message]) is None
+
+
+def test_without_a_live_child_nothing_is_claimed_and_the_child_claims_for_itself(taking: Any) -> None:
+    r, take = taking
+    claims.register_child(0)
+    message = attempt(7)
+    issue(r, message)
+    taken = take(message)
+    assert claims.HEADER not in taken.headers
+    assert r.get(fence.key(CLUSTER, "t7.a1")) == fence.issued(fence.digest(message))
+
+
+def test_verdicts_for_other_attempts_than_the_message_holds_are_not_believed() -> None:
+    verdict = {"token": claims._TOKEN, "attempts": ["x.a1"], "verdicts": ["run"]}
+    assert claims.given(verdict, [attempt(8)]) is None
+    assert claims.given({**verdict, "attempts": ["t8.a1"]}, [attempt(8)]) == ["run"]

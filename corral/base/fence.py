@@ -4,8 +4,9 @@ Only work the leader issued runs, exactly as it issued it. The leader marks ever
 `issued:<digest of its message>` in the same Redis round trip that publishes it, after
 recording it in etcd; it marks an attempt `superseded`
 (after recording that) when it re-routes the task. A worker claims its attempt before
-running it, atomically: an attempt issued with this very message becomes `started` and
-runs; a superseded one
+running it, atomically (its main process as it takes the message, for the child that will
+run it: corral/tasks/claims.py): an attempt issued with this very message becomes
+`started` and runs; a superseded one
 is skipped; one already `started` by a process that is gone means an earlier run of this
 very attempt died with its process (the message came back through Celery's
 reject-on-worker-lost), which is reported as a failed attempt, while one started by a

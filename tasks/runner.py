@@ -438,13 +438,11 @@ def register(app: Celery) -> None:
     @app.task(name=RUN_TASK, bind=True, acks_late=True, ignore_result=True)
     def run(self: Any, **msg: Any) -> None:
         # A batch (M11) holds several attempts: run in order, each with its own fence and outcome.
-        claimed = getattr(self.request, claims.HEADER, None)  # this worker's main process's verdicts
         members = claims.members(msg)
-        held = len(msg["batch"]) if isinstance(msg.get("batch"), list) else 1
-        if len(members) < held:  # not a message a leader writes; its fence check would fail anyway
-            log.warning("a run message without a task and attempt id was refused")
-        if members:
-            run_message(app, members, claimed)
+        if len(members) < (len(msg["batch"]) if isinstance(msg.get("batch"), list) else 1):
+            log.warning("a run message without a task and attempt id was refused")  # no leader's
+        if members:  # with the verdicts of this worker's main process, when it made them
+            run_message(app, members, getattr(self.request, claims.HEADER, None))
 
     @app.task(name=WARM_TASK, acks_late=True, ignore_result=True)
     def warm(**msg: Any) -> None:

@@ -27,10 +27,9 @@ import argparse
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from throughput import corral_cluster, corral_latency, pct, raw_cluster, raw_latency
+from throughput import corral_cluster, corral_latency, corral_probe, pct, raw_cluster, raw_latency
 
 from corral.client import Client
 
@@ -39,10 +38,8 @@ STAGES = ["to the leader", "decided", "to the worker", "claimed"]
 
 def stages(client: Client, i: int) -> tuple[float, list[float]]:
     """A fresh task's submit-to-start, and its stages (STAGES) from its record."""
-    sent = time.time()
-    h = client.submit("corral.probe", {"i": i})
-    ran = float(h.result(timeout=60)["ran_at"])
-    record = client.task(h.id) or {}
+    sent, ran, task_id = corral_probe(client, i)
+    record = client.task(task_id) or {}
     attempt = record["attempts"][-1]
     marks = [sent, record["submitted"], attempt["dispatched"], attempt["started"], ran]
     return ran - sent, [b - a for a, b in zip(marks, marks[1:], strict=False)]

@@ -114,16 +114,23 @@ def corral_throughput(client: Client, tasks: int) -> float:
     return tasks / (time.time() - t0)
 
 
-def corral_latency(client: Client, i: int, fresh: bool = True, quiet: bool = False) -> float:
-    """Submit-to-start of one task: until its body begins, which `corral.probe` reports as
-    raw's echo does (`ran_at`; the attempt's `started` is taken before the worker's claim);
-    `fresh`: an id the client makes up (else one of the caller's), `quiet`: the client idle
-    for 30 ms before it waits for the result."""
+def corral_probe(client: Client, i: int, fresh: bool = True, quiet: bool = False) -> tuple[float, float, str]:
+    """One task, submitted then awaited: (when it was sent, when its body began, its id).
+    The body's start is what `corral.probe` reports (`ran_at`), as raw's echo reports its
+    own (the attempt's `started` is taken before the worker's claim); `fresh`: an id the
+    client makes up (else one of the caller's), `quiet`: the client idle for 30 ms before
+    it waits for the result."""
     sent = time.time()
     h = client.submit("corral.probe", {"i": i}, task_id=None if fresh else uuid.uuid4().hex)
     if quiet:
         time.sleep(0.03)
-    return float(h.result(timeout=60)["ran_at"]) - sent
+    return sent, float(h.result(timeout=60)["ran_at"]), h.id
+
+
+def corral_latency(client: Client, i: int, fresh: bool = True, quiet: bool = False) -> float:
+    """Submit-to-start of one task (corral_probe)."""
+    sent, ran, _ = corral_probe(client, i, fresh, quiet)
+    return ran - sent
 
 
 def figures(tasks_per_s: float, lat: list[float]) -> dict[str, float]:

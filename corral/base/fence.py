@@ -58,7 +58,7 @@ def digest(message: dict[str, Any]) -> str:
 
 
 def issue(pipe: redis.client.Pipeline, cluster: str, attempt_id: str, message: dict[str, Any]) -> None:
-    pipe.set(key(cluster, attempt_id), ISSUED + digest(message).encode(), ex=TTL, nx=True)
+    pipe.set(key(cluster, attempt_id), issued(digest(message)), ex=TTL, nx=True)
 
 
 def supersede(pipe: redis.client.Pipeline, cluster: str, attempt_id: str) -> None:

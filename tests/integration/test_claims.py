@@ -130,3 +130,20 @@ def test_verdicts_for_other_attempts_than_the_message_holds_are_not_believed() -
     verdict = {"token": claims._TOKEN, "attempts": ["x.a1"], "verdicts": ["run"]}
     assert claims.given(verdict, [attempt(8)]) is None
     assert claims.given({**verdict, "attempts": ["t8.a1"]}, [attempt(8)]) == ["run"]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"task_id": "t9", "attempt_id": "t9.a1", "args": {"x": float("nan")}},  # not JSON to the digest
+    {"task_id": "t9\n", "attempt_id": "t9.a1\n", "args": None},  # trailing newlines
+    {"task_id": 9, "attempt_id": ["t9.a1"]},  # wrong types
+    {"batch": "not a list", "task_id": "b", "attempt_id": "b"},
+    {"batch": [1, None, {"task_id": "t9"}], "task_id": "b", "attempt_id": "b"},
+    {"task_id": "t9", "attempt_id": "t9.a1", "args": json.loads("[" * 500 + "]" * 500)},  # deep
+])
+def test_a_hostile_run_message_is_taken_and_recorded_without_a_verdict_the_child_could_trust(
+        taking: Any, kwargs: dict[str, Any]) -> None:
+    r, take = taking
+    taken = take({"attempt_id": "x", **kwargs})
+    assert r.hlen(taken.channel.unacked_key) == 1  # recorded for kombu's restore all the same
+    verdict = taken.headers.get(claims.HEADER)
+    assert verdict is None or "run" not in verdict["verdicts"]

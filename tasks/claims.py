@@ -13,15 +13,25 @@ else are not believed, and the child claims for itself. A claim records the proc
 will run the attempt, the pool's one child, which registers its pid as it starts; while no
 live child is registered (a child being replaced, a pool without children) the main process
 claims nothing and the child claims as before.
+
+In a worker's event loop the claim is not waited for: the message goes on to the child at
+once, with a ticket instead of verdicts, and the main process posts the verdicts to a slot
+of memory shared with the child as the answer comes (typically before the child has
+finished taking the message). The child waits for its ticket there; if the answer never
+comes (Redis lost the connection meanwhile) it claims for itself, and an attempt its main
+process did claim is then found `duplicate` and not run: the leader retries it once its
+heartbeats are missed, so nothing runs twice.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import mmap
 import secrets
 import struct
+import time
 from typing import Any
 
 from corral.base import fence
@@ -34,6 +44,13 @@ log = logging.getLogger("corral.claims")
 HEADER = "corral_claimed"  # the message header that carries the verdicts to the child
 _TOKEN = secrets.token_hex(16)  # made at import, in the main process, before it forks
 _CHILD = mmap.mmap(-1, 8)  # shared with the children it forks: the pid of the running one
+# Shared the same way: the verdicts of the latest ticket (ticket u64, count u32, one code
+# byte per attempt), written by the main process ticket last, read by the child.
+SLOT_ATTEMPTS = 4096
+_SLOT = mmap.mmap(-1, 16 + SLOT_ATTEMPTS)
+_TICKETS = itertools.count(1)
+CODES: tuple[fence.Verdict, ...] = ("run", "superseded", "lost", "forged", "duplicate")
+WAIT = 10.0  # seconds a child waits for its ticket's verdicts before it claims for itself
 
 
 def register_child(pid: int) -> None:
@@ -75,23 +92,69 @@ def at_delivery(cluster: str, message: Any) -> Swaps | None:
         log.debug("run message not claimed at delivery", exc_info=True)
         return None
 
-    def then(before: list[bytes | None]) -> None:
-        message.headers[HEADER] = {
-            "token": _TOKEN, "attempts": [m["attempt_id"] for m in mine],
-            "verdicts": [fence.verdict(b, d) for b, d in zip(before, digests, strict=True)]}
+    attempts = [m["attempt_id"] for m in mine]
+    ticket = next(_TICKETS) if len(mine) <= SLOT_ATTEMPTS else 0
+
+    later: list[bool] = []
+
+    def sent() -> None:  # the answer comes later: the child waits for it under this ticket
+        later.append(True)
+        message.headers[HEADER] = {"token": _TOKEN, "attempts": attempts, "ticket": ticket}
         message._decoded_cache = body  # read once: Celery would parse it again
 
-    return Swaps(keys=[fence.key(cluster, m["attempt_id"]) for m in mine],
+    def then(before: list[bytes | None]) -> None:
+        verdicts = [fence.verdict(b, d) for b, d in zip(before, digests, strict=True)]
+        if later:
+            post(ticket, verdicts)
+        else:
+            message.headers[HEADER] = {"token": _TOKEN, "attempts": attempts, "verdicts": verdicts}
+            message._decoded_cache = body
+
+    return Swaps(keys=[fence.key(cluster, a) for a in attempts],
                  expected=[fence.issued(d) for d in digests], new=[fence.started_by(child)] * len(mine),
-                 ttl=fence.TTL, then=then)
+                 ttl=fence.TTL, then=then, sent=sent if ticket else None)
+
+
+def post(ticket: int, verdicts: list[fence.Verdict]) -> None:
+    """In the main process: a ticket's verdicts, for the child (the ticket written last)."""
+    _SLOT[8:12] = struct.pack("I", len(verdicts))
+    _SLOT[16:16 + len(verdicts)] = bytes(CODES.index(v) for v in verdicts)
+    _SLOT[0:8] = struct.pack("Q", ticket)
+
+
+def _posted(ticket: int, count: int) -> list[fence.Verdict] | None:
+    """The ticket's verdicts, once posted whole (read between two readings of the ticket)."""
+    if struct.unpack("Q", _SLOT[0:8])[0] != ticket:
+        return None
+    n = struct.unpack("I", _SLOT[8:12])[0]
+    codes = _SLOT[16:16 + n]
+    if struct.unpack("Q", _SLOT[0:8])[0] != ticket or n != count or any(c >= len(CODES) for c in codes):
+        return None
+    return [CODES[c] for c in codes]
+
+
+def _await(ticket: int, count: int) -> list[fence.Verdict] | None:
+    deadline = time.monotonic() + WAIT
+    pause = 0.00005
+    while (verdicts := _posted(ticket, count)) is None:
+        if time.monotonic() > deadline:
+            log.warning("no verdicts came for claim ticket %d: the child claims for itself", ticket)
+            return None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.001)
+    return verdicts
 
 
 def given(claimed: Any, mine: list[dict[str, Any]]) -> list[fence.Verdict] | None:
-    """In the child: the verdicts its main process found for these attempts, or None when
-    it made none (or they did not come from it): the child claims for itself then."""
+    """In the child: the verdicts its main process found for these attempts (waited for,
+    when they came as a ticket), or None when it made none, they did not come from it, or
+    they did not come in WAIT: the child claims for itself then."""
     if not (isinstance(claimed, dict) and secrets.compare_digest(str(claimed.get("token")), _TOKEN)):
         return None
     if claimed.get("attempts") != [m["attempt_id"] for m in mine]:
         return None
+    ticket = claimed.get("ticket")
+    if isinstance(ticket, int) and ticket > 0:
+        return _await(ticket, len(mine))
     verdicts = claimed.get("verdicts")
     return list(verdicts) if isinstance(verdicts, list) and len(verdicts) == len(mine) else None

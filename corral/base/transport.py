@@ -17,11 +17,18 @@ reads them unchanged.
 
 A delivery may carry more atomic work in the same call: compare-and-set writes that a hook
 (`on_delivery`) asks for as the message is taken. The GPU worker claims its attempts' fences
-so (corral/tasks/claims.py): the round trip its child would spend on them is gone.
+so (corral/tasks/claims.py): the round trip its child would spend on them is gone. Where the
+hook can take the answer later (`Swaps.sent`) and the transport runs in a worker's event
+loop, the call is sent and the message handed on at once: the answer is read when it comes,
+while the pool's child is still taking the message, so the round trip costs the message
+nothing. The record is sent before the message is handed on either way, so kombu's restore
+finds it as before.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,10 +42,12 @@ from redis.commands.core import Script
 
 from corral.base import broker
 
+log = logging.getLogger("corral.transport")
+
 # KEYS: kombu's unacked index (sorted set) and unacked hash, then the keys of any swaps.
 # ARGV: time, tag, what kombu stores, then (expected, new, ttl) for each swap. Returns what
 # each swap's key held before (nil where it held nothing).
-_RECORD = Script(None, b"""
+_RECORD_LUA = b"""
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 local out = {}
@@ -49,7 +58,8 @@ for i = 3, #KEYS do
   out[#out + 1] = before
 end
 return out
-""")  # type: ignore[arg-type]
+"""
+_RECORD = Script(None, _RECORD_LUA)  # type: ignore[arg-type]
 # KEYS: the same. ARGV[1]: the delivery's tag.
 _FORGET = Script(None, b"""
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -69,9 +79,69 @@ class Swaps:
     new: list[bytes]
     ttl: int
     then: Callable[[list[bytes | None]], None]
+    # Called instead, before the message is handed on, when the call went out and `then`
+    # will come later, from the event loop; None: the transport waits for the answer.
+    sent: Callable[[], None] | None = None
 
 
 on_delivery: Callable[[Any], Swaps | None] | None = None  # set by the GPU worker's main process
+_loop: Any = None  # the worker's event loop (kombu's hub), once the transport runs in one
+
+
+class _Later:
+    """Calls sent on a connection of their own, whose answers the event loop reads as they
+    come, in order (Redis answers one connection's commands in the order they were sent)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.conn: Any = None
+        self.fd: int | None = None
+        self.waiting: deque[Callable[[list[bytes | None]], None]] = deque()
+
+    def send(self, keys: list[Any], args: list[Any], then: Callable[[list[bytes | None]], None]) -> None:
+        try:
+            if self.conn is None:  # connected as the pool's own are (a Sentinel's asks for the master)
+                self.conn = self.pool.make_connection()
+                self.conn.connect()
+            self.conn.send_command("EVAL", _RECORD_LUA, len(keys), *keys, *args)
+        except Exception:
+            self._drop()
+            raise
+        self.waiting.append(then)
+        fd = self.conn._sock.fileno()
+        if fd != self.fd:
+            self.fd = fd
+            _loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            while self.waiting:
+                reply = self.conn.read_response()
+                then = self.waiting.popleft()
+                try:
+                    then(list(reply))
+                except Exception:
+                    log.exception("handling a delivery's swaps failed")
+                if not self.conn.can_read(timeout=0):
+                    break
+        except Exception as exc:  # whoever waits for these answers gives up on them in time
+            log.warning("the answer to %d delivery record(s) was lost: %s", len(self.waiting), exc)
+            self._drop()
+            return
+        if not self.waiting:
+            self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self.fd is not None:
+            _loop.remove_reader(self.fd)
+            self.fd = None
+
+    def _drop(self) -> None:
+        self._unwatch()
+        self.waiting.clear()
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.conn = None
 
 
 class QoS(kombu_redis.QoS):
@@ -88,10 +158,24 @@ class QoS(kombu_redis.QoS):
             for expected, new in zip(swaps.expected, swaps.new, strict=True):
                 args += [expected, new, swaps.ttl]
         with self.channel.conn_or_acquire() as client:
-            before = _RECORD(keys=keys, args=args, client=client)
-        if swaps is not None:
-            swaps.then(list(before))
+            if swaps is not None and swaps.sent is not None and _loop is not None:
+                self._later(client.connection_pool).send(keys, args, swaps.then)
+                swaps.sent()
+            else:
+                before = _RECORD(keys=keys, args=args, client=client)
+                if swaps is not None:
+                    swaps.then(list(before))
         virtual.QoS.append(self, message, delivery_tag)
+
+    _corral_later: _Later | None = None
+
+    def _later(self, pool: Any) -> _Later:
+        later = self._corral_later
+        if later is None or later.pool is not pool:  # kombu replaced the pool: a new connection
+            if later is not None:
+                later._drop()
+            later = self._corral_later = _Later(pool)
+        return later
 
     def ack(self, delivery_tag: str) -> None:
         with self.channel.conn_or_acquire() as client:
@@ -124,11 +208,20 @@ class SentinelChannel(_OneClient, kombu_redis.SentinelChannel):
     QoS = QoS
 
 
-class Transport(kombu_redis.Transport):
+class _InLoop:
+    """Mixed into a kombu Redis transport: remembers the event loop it was registered with."""
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        global _loop
+        super().register_with_event_loop(connection, loop)  # type: ignore[misc]
+        _loop = loop
+
+
+class Transport(_InLoop, kombu_redis.Transport):
     Channel = Channel
 
 
-class SentinelTransport(kombu_redis.SentinelTransport):
+class SentinelTransport(_InLoop, kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 

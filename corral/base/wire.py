@@ -33,8 +33,13 @@ def decode(raw: bytes | str) -> tuple[dict[str, Any], Any, str | None]:
         if (props.get("body_encoding") or "").lower() == "base64":
             body = base64.b64decode(body)
         content_type = envelope.get("content-type") or ""
-        decoded = loads(body, content_type, envelope.get("content-encoding") or "utf-8",
-                        accept=ACCEPT)
+        encoding = envelope.get("content-encoding") or "utf-8"
+        if content_type == "application/json" and encoding.lower() in ("utf-8", "utf8"):
+            # JSON as it came (kombu's decoder would turn its type markers into objects the
+            # leader cannot write back; the worker's decoder reads them as sent)
+            decoded = json.loads(body)
+        else:  # anything else: refused by kombu's registry, with its reason
+            decoded = loads(body, content_type, encoding, accept=ACCEPT)
         return headers if isinstance(headers, dict) else {}, decoded, None
     except Exception as exc:  # not JSON, pickle (ContentDisallowed), truncated ...
         headers = locals().get("headers")

@@ -1,11 +1,14 @@
 """Attempts claimed as a GPU worker's main process takes their message (corral/tasks/claims.py),
 against a real redis-server through corral's kombu transport: the claim goes with the
-delivery's record, its verdict travels in a header, and only this worker's verdicts count."""
+delivery's record, its verdict travels in a header (or, in an event loop, a ticket whose
+verdicts the child finds in memory it shares with the main process), and only this worker's
+verdicts count."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import kombu
 import pytest
 import redis
+from kombu.asynchronous import Hub
 
 from corral.base import fence, transport
 from corral.base.config import Settings
@@ -147,3 +151,74 @@ def test_a_hostile_run_message_is_taken_and_recorded_without_a_verdict_the_child
     assert r.hlen(taken.channel.unacked_key) == 1  # recorded for kombu's restore all the same
     verdict = taken.headers.get(claims.HEADER)
     assert verdict is None or "run" not in verdict["verdicts"]
+
+
+@pytest.fixture
+def in_a_loop(taking: Any) -> Iterator[tuple[redis.Redis, Any, Any]]:
+    """As `taking`, with the transport in an event loop, as in a worker's main process."""
+    hub = Hub()
+    transport._loop = hub
+    try:
+        yield *taking, hub
+    finally:
+        transport._loop = None
+        hub.close()
+
+
+def answered(hub: Hub, ticket: int, count: int) -> list[str] | None:
+    """The event loop run until the ticket's verdicts are posted (at most five seconds)."""
+    deadline = time.monotonic() + 5
+    while (verdicts := claims._posted(ticket, count)) is None and time.monotonic() < deadline:
+        hub.run_once()
+    return verdicts
+
+
+def test_in_an_event_loop_the_message_goes_on_with_a_ticket_before_the_claim_is_answered(
+        in_a_loop: Any) -> None:
+    r, take, hub = in_a_loop
+    message = attempt(10)
+    issue(r, message)
+    claimed = take(message).headers[claims.HEADER]
+    assert "verdicts" not in claimed and claimed["ticket"] > 0
+    assert answered(hub, claimed["ticket"], 1) == ["run"]
+    assert claims.given(claimed, [message]) == ["run"]
+    assert r.get(fence.key(CLUSTER, "t10.a1")) == fence.started_by(os.getpid())
+
+
+def test_the_record_goes_out_before_the_message_is_handed_on(in_a_loop: Any) -> None:
+    r, take, hub = in_a_loop
+    message = attempt(11)
+    issue(r, message)
+    taken = take(message)
+    answered(hub, taken.headers[claims.HEADER]["ticket"], 1)
+    assert r.hlen(taken.channel.unacked_key) == 1
+
+
+def test_each_message_of_a_loop_gets_its_own_tickets_verdicts(in_a_loop: Any) -> None:
+    r, take, hub = in_a_loop
+    issued = attempt(12)
+    issue(r, issued)
+    batch = {"task_id": "b2", "attempt_id": "b2", "batch": [issued, attempt(13)]}
+    first = take(batch).headers[claims.HEADER]
+    assert answered(hub, first["ticket"], 2) == ["run", "forged"]
+    second = take(attempt(14)).headers[claims.HEADER]
+    assert second["ticket"] > first["ticket"]
+    assert answered(hub, second["ticket"], 1) == ["forged"]
+    assert claims._posted(first["ticket"], 2) is None  # the slot holds the latest only
+
+
+def test_a_child_whose_ticket_is_never_answered_claims_for_itself(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(claims, "WAIT", 0.05)
+    message = attempt(15)
+    claimed = {"token": claims._TOKEN, "attempts": ["t15.a1"], "ticket": 10**12}
+    assert claims.given(claimed, [message]) is None
+
+
+def test_a_ticket_from_anywhere_else_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    def waited(*_: Any) -> None:
+        raise AssertionError("waited for a forged ticket")
+
+    monkeypatch.setattr(claims, "_await", waited)
+    claimed = {"token": "guess", "attempts": ["t16.a1"], "ticket": 1}
+    assert claims.given(claimed, [attempt(16)]) is None

@@ -389,6 +389,9 @@ class Scheduler:
     def _take_over(self, token: int) -> None:
         """A takeover is a reconcile: state from the warm mirror (or etcd), then the world."""
         started = time.monotonic()
+        if self.inbound is not None:  # won again while leading (the key went meanwhile): the
+            self.inbound.stop()  # old term's readers hand back what they took, then stop
+            self.inbound = None
         self.token = token
         now = time.time()
         current = self.etcd.get_response(self.keys.leader).header.revision

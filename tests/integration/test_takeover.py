@@ -1,0 +1,77 @@
+"""A replica that wins the leader key again while it still leads (the key went meanwhile,
+and the election thread won it back before the loop saw the first win): the new term
+replaces the old one, and the old term's readers stop and hand back what they took."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from corral.base.keys import INGRESS_QUEUE
+from corral.local import LocalCluster
+from corral.scheduler.service import Scheduler
+from tests.conftest import running_cluster, start_redis
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from running_cluster(tmp_path_factory, nodes=1, gpus=1, schedulers=1)
+
+
+@pytest.fixture
+def replica(small: LocalCluster, tmp_path: Path) -> Iterator[tuple[Scheduler, redis.Redis]]:
+    """A scheduler of a cluster of its own (its own keys in the cluster's etcd, a Redis of its
+    own), driven by hand: no threads but its readers."""
+    proc, url = start_redis(tmp_path)
+    settings = small.settings.with_(cluster=f"t{uuid.uuid4().hex[:8]}", broker=url)
+    scheduler = Scheduler(settings, "replica-a")
+    scheduler.mirror.start()
+    broker = redis.Redis.from_url(url)
+    try:
+        yield scheduler, broker
+    finally:
+        scheduler._step_down("test over")
+        scheduler.mirror.stop()
+        broker.close()
+        proc.kill()
+        proc.wait()
+
+
+def readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "corral-ingress" and t.is_alive()]
+
+
+def next_ingress(scheduler: Scheduler) -> tuple[Any, ...]:
+    while True:
+        event = scheduler.inbox.get(timeout=10)
+        if event[0] == "ingress":
+            return event
+
+
+def test_a_term_won_again_while_leading_leaves_one_reader_of_each_input(replica: Any) -> None:
+    scheduler, _ = replica
+    before = len(readers())
+    scheduler._apply(("leader", 10**9))
+    scheduler._apply(("leader", 10**9 + 1))
+    assert len(readers()) == before + 1
+    assert scheduler.token == 10**9 + 1
+
+
+def test_what_the_old_terms_reader_took_comes_to_the_new_term(replica: Any) -> None:
+    scheduler, broker = replica
+    scheduler._apply(("leader", 10**9))
+    broker.lpush(INGRESS_QUEUE, b"not yet durable")
+    taken = next_ingress(scheduler)  # read in the first term, never applied
+    scheduler._apply(("leader", 10**9 + 1))
+    again = next_ingress(scheduler)
+    assert again[5] == taken[5] == b"not yet durable"
+    assert scheduler.inbound is not None and scheduler.inbound.owns(again[4])
+    assert not scheduler.inbound.owns(taken[4])

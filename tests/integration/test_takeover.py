@@ -4,6 +4,7 @@ replaces the old one, and the old term's readers stop and hand back what they to
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
 from collections.abc import Iterator
@@ -40,9 +41,16 @@ def replica(small: LocalCluster, tmp_path: Path) -> Iterator[tuple[Scheduler, re
     finally:
         scheduler._step_down("test over")
         scheduler.mirror.stop()
+        scheduler.etcd.close()
+        scheduler.redis.close()
         broker.close()
         proc.kill()
         proc.wait()
+        # A takeover freezes the heap (scheduler/heap.py), as a leader's process should;
+        # this one is pytest's, so it is thawed and the scheduler's cycles collected here.
+        del scheduler
+        gc.unfreeze()
+        gc.collect()
 
 
 def readers() -> list[threading.Thread]:

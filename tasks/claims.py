@@ -116,7 +116,10 @@ def at_delivery(cluster: str, message: Any) -> Swaps | None:
 
 
 def post(ticket: int, verdicts: list[fence.Verdict]) -> None:
-    """In the main process: a ticket's verdicts, for the child (the ticket written last)."""
+    """In the main process: a ticket's verdicts, for the child. The slot's ticket is cleared
+    first and written last, so a child that reads its ticket before and after the verdicts
+    never takes verdicts written for another."""
+    _SLOT[0:8] = struct.pack("Q", 0)
     _SLOT[8:12] = struct.pack("I", len(verdicts))
     _SLOT[16:16 + len(verdicts)] = bytes(CODES.index(v) for v in verdicts)
     _SLOT[0:8] = struct.pack("Q", ticket)

@@ -96,6 +96,7 @@ class _Later:
         self.pool = pool
         self.conn: Any = None
         self.fd: int | None = None
+        self.loop: Any = None
         self.waiting: deque[Callable[[list[bytes | None]], None]] = deque()
 
     def send(self, keys: list[Any], args: list[Any], then: Callable[[list[bytes | None]], None]) -> None:
@@ -109,8 +110,11 @@ class _Later:
             raise
         self.waiting.append(then)
         fd = self.conn._sock.fileno()
-        if fd != self.fd:
-            self.fd = fd
+        # Watched again unless the loop still watches it for us: Celery resets its event loop
+        # (every reader gone) when its consumer restarts after an error.
+        watched = getattr(_loop, "readers", {}).get(fd) or (None,)
+        if fd != self.fd or self.loop is not _loop or watched[0] != self._readable:
+            self.fd, self.loop = fd, _loop
             _loop.add_reader(fd, self._readable)
 
     def _readable(self) -> None:
@@ -132,9 +136,9 @@ class _Later:
             self._unwatch()
 
     def _unwatch(self) -> None:
-        if self.fd is not None:
-            _loop.remove_reader(self.fd)
-            self.fd = None
+        if self.fd is not None and self.loop is not None:
+            self.loop.remove_reader(self.fd)
+        self.fd = None
 
     def _drop(self) -> None:
         self._unwatch()

@@ -222,3 +222,17 @@ def test_a_ticket_from_anywhere_else_is_not_waited_for(monkeypatch: pytest.Monke
     monkeypatch.setattr(claims, "_await", waited)
     claimed = {"token": "guess", "attempts": ["t16.a1"], "ticket": 1}
     assert claims.given(claimed, [attempt(16)]) is None
+
+
+def test_a_claim_in_flight_when_the_event_loop_is_reset_is_answered_once_the_next_goes_out(
+        in_a_loop: Any) -> None:
+    r, take, hub = in_a_loop
+    first, second = attempt(17), attempt(18)
+    issue(r, first)
+    issue(r, second)
+    one = take(first).headers[claims.HEADER]
+    hub.reset()  # as Celery does when its consumer restarts: every reader forgotten
+    two = take(second).headers[claims.HEADER]
+    assert answered(hub, two["ticket"], 1) == ["run"]
+    assert r.get(fence.key(CLUSTER, "t17.a1")) == fence.started_by(os.getpid())
+    assert one["ticket"] < two["ticket"]

@@ -36,15 +36,20 @@ class Revisions:
     def __init__(self, keep: float) -> None:
         self.keep = keep
         self.marks: deque[tuple[float, int]] = deque()
+        self.compacted = 0  # the newest revision returned: compacted up to, or asked to be
 
     def mark(self, now: float, revision: int, pressed: bool = False) -> int | None:
         """Note the current revision; return the newest noted one older than the window
-        (`keep`, or `PRESSED_KEEP` when pressed), if any."""
+        (`keep`, or `PRESSED_KEEP` when pressed), if any and newer than the last returned
+        (an idle cluster writes nothing: etcd refuses a compaction it has done already)."""
         self.marks.append((now, revision))
         keep = min(self.keep, PRESSED_KEEP) if pressed else self.keep
         target = None
         while self.marks and self.marks[0][0] <= now - keep:
             target = self.marks.popleft()[1]
+        if target is None or target <= self.compacted:
+            return None
+        self.compacted = target
         return target
 
 

@@ -21,6 +21,15 @@ def test_the_newest_revision_older_than_the_kept_window_is_compacted_up_to() -> 
     assert h.mark(425.0, 230) == 80
 
 
+def test_a_revision_already_compacted_up_to_is_not_asked_for_again() -> None:
+    h = Revisions(keep=10.0)
+    assert h.mark(0.0, 40) is None
+    assert h.mark(10.0, 40) == 40
+    assert [h.mark(10.0 + t, 40) for t in (1.0, 2.0, 30.0)] == [None, None, None]  # idle: nothing new
+    h.mark(41.0, 55)
+    assert h.mark(51.0, 55) == 55
+
+
 def test_under_pressure_only_a_few_seconds_of_history_are_kept() -> None:
     h = Revisions(keep=60.0)
     for t, rev in [(0.0, 10), (2.0, 20), (4.0, 30)]:

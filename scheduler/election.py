@@ -116,8 +116,13 @@ class Election:
             _, meta = self.client.get(self.keys.leader)
             return meta is not None and meta.create_revision == self.token
 
-    def resign(self) -> None:
+    def resign(self, token: int | None = None) -> None:
+        """Give up the lease (the key goes with it). `token`: the term being ended; a term
+        won since (the election thread campaigns while the loop still steps down from the
+        last one) is left alone: revoking its lease would delete the new leader key."""
         with self._lock:
+            if token is not None and self.token is not None and self.token != token:
+                return
             self.token = None
             if self.lease is not None:
                 try:

@@ -435,7 +435,7 @@ class Scheduler:
         if self.token is None:
             return
         log.warning("%s stops leading: %s", self.sid, why)
-        self.token = None
+        ended, self.token = self.token, None
         self.core.take_effects()  # never publish or ack what was not made durable
         self._owed = None
         if self.inbound is not None:
@@ -443,4 +443,4 @@ class Scheduler:
             self.inbound = None
         if not self.stopping.is_set():
             self.mirror.start()
-        self.election.resign()
+        self.election.resign(ended)

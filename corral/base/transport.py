@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from time import time
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
@@ -103,6 +104,7 @@ class _Later:
         try:
             if self.conn is None:  # connected as the pool's own are (a Sentinel's asks for the master)
                 self.conn = self.pool.make_connection()
+                self.conn.health_check_interval = 0  # its PING would read an answer still due
                 self.conn.connect()
             self.conn.send_command("EVAL", _RECORD_LUA, len(keys), *keys, *args)
         except Exception:
@@ -120,10 +122,16 @@ class _Later:
     def _readable(self) -> None:
         try:
             while self.waiting:
-                reply = self.conn.read_response()
+                try:
+                    reply: Any = self.conn.read_response()
+                except redis.ResponseError as exc:  # this call failed (Redis full ...), not the link
+                    reply = exc
                 then = self.waiting.popleft()
                 try:
-                    then(list(reply))
+                    if isinstance(reply, Exception):
+                        log.warning("a delivery's record and claims failed: %s", reply)
+                    else:
+                        then(list(reply))
                 except Exception:
                     log.exception("handling a delivery's swaps failed")
                 if not self.conn.can_read(timeout=0):

@@ -236,3 +236,17 @@ def test_a_claim_in_flight_when_the_event_loop_is_reset_is_answered_once_the_nex
     assert answered(hub, two["ticket"], 1) == ["run"]
     assert r.get(fence.key(CLUSTER, "t17.a1")) == fence.started_by(os.getpid())
     assert one["ticket"] < two["ticket"]
+
+
+def test_a_claim_redis_refuses_is_left_to_the_child_and_the_next_one_is_answered(
+        in_a_loop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    r, take, hub = in_a_loop
+    refused, accepted = attempt(19), attempt(20)
+    issue(r, refused)
+    issue(r, accepted)
+    monkeypatch.setattr(fence, "TTL", "not a number")  # Redis refuses that call's SET
+    first = take(refused).headers[claims.HEADER]
+    monkeypatch.undo()
+    second = take(accepted).headers[claims.HEADER]
+    assert answered(hub, second["ticket"], 1) == ["run"]
+    assert claims._posted(first["ticket"], 1) is None  # its child will claim for itself

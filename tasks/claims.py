@@ -6,21 +6,20 @@ unacknowledged delivery, corral/base/transport.py); the claims of the message's 
 go in that same Lua call, so the child that runs the message starts without a round trip
 of its own.
 
-The verdicts reach the child in a header of the message (Celery hands its headers to the
-task as its request), with a token only this worker's processes know (made in the main
-process, inherited by the child it forks): verdicts that came with the message from anywhere
-else are not believed, and the child claims for itself. A claim records the process that
-will run the attempt, the pool's one child, which registers its pid as it starts; while no
-live child is registered (a child being replaced, a pool without children) the main process
-claims nothing and the child claims as before.
+The message goes on to the child with a ticket in a header (Celery hands its headers to
+the task as its request) and a token only this worker's processes know (made in the main
+process, inherited by the child it forks): a ticket that came with the message from anywhere
+else is not believed, and the child claims for itself. The main process posts the verdicts
+under the ticket to a slot of memory it shares with the child, as the answer comes: in a
+worker's event loop the claim is not waited for, so the message is handed on at once and
+the answer typically arrives before the child has finished taking it. The child waits for
+its ticket there; if the answer never comes (Redis lost the connection meanwhile) it claims
+for itself, and an attempt its main process did claim is then found `duplicate` and not
+run: the leader retries it once its heartbeats are missed, so nothing runs twice.
 
-In a worker's event loop the claim is not waited for: the message goes on to the child at
-once, with a ticket instead of verdicts, and the main process posts the verdicts to a slot
-of memory shared with the child as the answer comes (typically before the child has
-finished taking the message). The child waits for its ticket there; if the answer never
-comes (Redis lost the connection meanwhile) it claims for itself, and an attempt its main
-process did claim is then found `duplicate` and not run: the leader retries it once its
-heartbeats are missed, so nothing runs twice.
+A claim records the process that will run the attempt, the pool's one child, which
+registers its pid as it starts; while no live child is registered (a child being replaced,
+a pool without children) the main process claims nothing and the child claims as before.
 """
 
 from __future__ import annotations
@@ -85,7 +84,7 @@ def at_delivery(cluster: str, message: Any) -> Swaps | None:
             return None
         body = json.loads(message.body)
         mine = members(body[1])
-        if not mine:
+        if not mine or len(mine) > SLOT_ATTEMPTS:
             return None
         digests = [fence.digest(m) for m in mine]
     except Exception:  # anything unexpected: the child claims, as it always could
@@ -93,26 +92,16 @@ def at_delivery(cluster: str, message: Any) -> Swaps | None:
         return None
 
     attempts = [m["attempt_id"] for m in mine]
-    ticket = next(_TICKETS) if len(mine) <= SLOT_ATTEMPTS else 0
-
-    later: list[bool] = []
-
-    def sent() -> None:  # the answer comes later: the child waits for it under this ticket
-        later.append(True)
-        message.headers[HEADER] = {"token": _TOKEN, "attempts": attempts, "ticket": ticket}
-        message._decoded_cache = body  # read once: Celery would parse it again
+    ticket = next(_TICKETS)
+    message.headers[HEADER] = {"token": _TOKEN, "attempts": attempts, "ticket": ticket}
+    message._decoded_cache = body  # read once: Celery would parse it again
 
     def then(before: list[bytes | None]) -> None:
-        verdicts = [fence.verdict(b, d) for b, d in zip(before, digests, strict=True)]
-        if later:
-            post(ticket, verdicts)
-        else:
-            message.headers[HEADER] = {"token": _TOKEN, "attempts": attempts, "verdicts": verdicts}
-            message._decoded_cache = body
+        post(ticket, [fence.verdict(b, d) for b, d in zip(before, digests, strict=True)])
 
     return Swaps(keys=[fence.key(cluster, a) for a in attempts],
                  expected=[fence.issued(d) for d in digests], new=[fence.started_by(child)] * len(mine),
-                 ttl=fence.TTL, then=then, sent=sent if ticket else None)
+                 ttl=fence.TTL, then=then)
 
 
 def post(ticket: int, verdicts: list[fence.Verdict]) -> None:
@@ -149,15 +138,12 @@ def _await(ticket: int, count: int) -> list[fence.Verdict] | None:
 
 
 def given(claimed: Any, mine: list[dict[str, Any]]) -> list[fence.Verdict] | None:
-    """In the child: the verdicts its main process found for these attempts (waited for,
-    when they came as a ticket), or None when it made none, they did not come from it, or
-    they did not come in WAIT: the child claims for itself then."""
+    """In the child: the verdicts its main process found for these attempts, waited for
+    under the message's ticket, or None when it made none, the ticket did not come from it,
+    or they did not come in WAIT: the child claims for itself then."""
     if not (isinstance(claimed, dict) and secrets.compare_digest(str(claimed.get("token")), _TOKEN)):
         return None
     if claimed.get("attempts") != [m["attempt_id"] for m in mine]:
         return None
     ticket = claimed.get("ticket")
-    if isinstance(ticket, int) and ticket > 0:
-        return _await(ticket, len(mine))
-    verdicts = claimed.get("verdicts")
-    return list(verdicts) if isinstance(verdicts, list) and len(verdicts) == len(mine) else None
+    return _await(ticket, len(mine)) if isinstance(ticket, int) and ticket > 0 else None

@@ -17,9 +17,8 @@ reads them unchanged.
 
 A delivery may carry more atomic work in the same call: compare-and-set writes that a hook
 (`on_delivery`) asks for as the message is taken. The GPU worker claims its attempts' fences
-so (corral/tasks/claims.py): the round trip its child would spend on them is gone. Where the
-hook can take the answer later (`Swaps.sent`) and the transport runs in a worker's event
-loop, the call is sent and the message handed on at once: the answer is read when it comes,
+so (corral/tasks/claims.py): the round trip its child would spend on them is gone. In a worker's
+event loop the call is sent and the message handed on at once: the answer is read when it comes,
 while the pool's child is still taking the message, so the round trip costs the message
 nothing. The record is sent before the message is handed on either way, so kombu's restore
 finds it as before.
@@ -73,16 +72,14 @@ return 1
 class Swaps:
     """Compare-and-set writes made atomically with a delivery's record: each key that holds
     its `expected` value is set to its `new` one, for `ttl` seconds; `then` gets what each
-    key held before (None: nothing)."""
+    key held before (None: nothing), in a worker's event loop once the message has been
+    handed on, and not at all if the answer is lost."""
 
     keys: list[str]
     expected: list[bytes]
     new: list[bytes]
     ttl: int
     then: Callable[[list[bytes | None]], None]
-    # Called instead, before the message is handed on, when the call went out and `then`
-    # will come later, from the event loop; None: the transport waits for the answer.
-    sent: Callable[[], None] | None = None
 
 
 on_delivery: Callable[[Any], Swaps | None] | None = None  # set by the GPU worker's main process
@@ -170,9 +167,8 @@ class QoS(kombu_redis.QoS):
             for expected, new in zip(swaps.expected, swaps.new, strict=True):
                 args += [expected, new, swaps.ttl]
         with self.channel.conn_or_acquire() as client:
-            if swaps is not None and swaps.sent is not None and _loop is not None:
+            if swaps is not None and _loop is not None:
                 self._later(client.connection_pool).send(keys, args, swaps.then)
-                swaps.sent()
             else:
                 before = _RECORD(keys=keys, args=args, client=client)
                 if swaps is not None:

@@ -61,6 +61,12 @@ def taking(tmp_path: Path) -> Iterator[tuple[redis.Redis, Any]]:
         proc.wait()
 
 
+def verdicts_of(taken: Any, count: int = 1) -> list[str] | None:
+    """The verdicts the main process posted for a message it took (none: None)."""
+    claimed = taken.headers.get(claims.HEADER)
+    return None if claimed is None else claims._posted(claimed["ticket"], count)
+
+
 def attempt(n: int) -> dict[str, Any]:
     return {"task_id": f"t{n}", "attempt_id": f"t{n}.a1", "number": 1, "algorithm": "corral.echo",
             "args": {"n": n}, "node": "node-1", "gpu": 0}
@@ -78,7 +84,7 @@ def test_an_issued_attempt_is_claimed_for_the_child_as_its_message_is_taken(taki
     issue(r, message)
     taken = take(message)
     verdict = taken.headers[claims.HEADER]
-    assert verdict["attempts"] == ["t1.a1"] and verdict["verdicts"] == ["run"]
+    assert verdict["attempts"] == ["t1.a1"] and verdicts_of(taken) == ["run"]
     assert r.get(fence.key(CLUSTER, "t1.a1")) == fence.started_by(os.getpid())
     assert claims.given(verdict, [message]) == ["run"]
     assert r.hlen(taken.channel.unacked_key) == 1  # the delivery's record went with the claim
@@ -89,15 +95,13 @@ def test_every_attempt_of_a_batch_is_claimed_in_the_same_call(taking: Any) -> No
     members = [attempt(2), attempt(3)]
     issue(r, members[0])  # the second was never issued
     batch = {"task_id": "b", "attempt_id": "b", "batch": members}
-    verdict = take(batch).headers[claims.HEADER]
-    assert verdict["verdicts"] == ["run", "forged"]
+    assert verdicts_of(take(batch), 2) == ["run", "forged"]
     assert r.get(fence.key(CLUSTER, "t3.a1")) is None
 
 
 def test_an_attempt_no_leader_issued_is_found_forged_and_its_fence_left_alone(taking: Any) -> None:
     r, take = taking
-    verdict = take(attempt(4)).headers[claims.HEADER]
-    assert verdict["verdicts"] == ["forged"]
+    assert verdicts_of(take(attempt(4))) == ["forged"]
     assert r.get(fence.key(CLUSTER, "t4.a1")) is None
 
 
@@ -108,15 +112,16 @@ def test_a_superseded_attempt_is_found_superseded(taking: Any) -> None:
     with r.pipeline() as pipe:
         fence.supersede(pipe, CLUSTER, "t5.a1")
         pipe.execute()
-    assert take(message).headers[claims.HEADER]["verdicts"] == ["superseded"]
+    assert verdicts_of(take(message)) == ["superseded"]
 
 
 def test_verdicts_a_message_brought_with_it_are_replaced_and_never_believed(taking: Any) -> None:
     r, take = taking
     message = attempt(6)  # not issued: a forger's message, with verdicts of its own
-    own = {"token": "guess", "attempts": ["t6.a1"], "verdicts": ["run"]}
+    claims.post(999_999, ["run"])
+    own = {"token": "guess", "attempts": ["t6.a1"], "ticket": 999_999}
     taken = take(message, {claims.HEADER: own})
-    assert taken.headers[claims.HEADER]["verdicts"] == ["forged"]
+    assert verdicts_of(taken) == ["forged"]
     assert claims.given(own, [message]) is None
 
 
@@ -131,7 +136,8 @@ def test_without_a_live_child_nothing_is_claimed_and_the_child_claims_for_itself
 
 
 def test_verdicts_for_other_attempts_than_the_message_holds_are_not_believed() -> None:
-    verdict = {"token": claims._TOKEN, "attempts": ["x.a1"], "verdicts": ["run"]}
+    claims.post(999_998, ["run"])
+    verdict = {"token": claims._TOKEN, "attempts": ["x.a1"], "ticket": 999_998}
     assert claims.given(verdict, [attempt(8)]) is None
     assert claims.given({**verdict, "attempts": ["t8.a1"]}, [attempt(8)]) == ["run"]
 
@@ -149,8 +155,8 @@ def test_a_hostile_run_message_is_taken_and_recorded_without_a_verdict_the_child
     r, take = taking
     taken = take({"attempt_id": "x", **kwargs})
     assert r.hlen(taken.channel.unacked_key) == 1  # recorded for kombu's restore all the same
-    verdict = taken.headers.get(claims.HEADER)
-    assert verdict is None or "run" not in verdict["verdicts"]
+    verdicts = verdicts_of(taken)
+    assert verdicts is None or "run" not in verdicts
 
 
 @pytest.fixture

@@ -158,10 +158,12 @@ class QoS(kombu_redis.QoS):
 
     def append(self, message: Any, delivery_tag: str) -> None:
         delivery = message.delivery_info
-        swaps = on_delivery(message) if on_delivery is not None else None
         keys: list[Any] = [self.unacked_index_key, self.unacked_key]
+        # The record is the message as delivered, taken before the hook may add headers:
+        # what kombu restores must not bring this delivery's verdicts back with it.
         args: list[Any] = [time(), delivery_tag,
                            dumps([message._raw, delivery["exchange"], delivery["routing_key"]])]
+        swaps = on_delivery(message) if on_delivery is not None else None
         if swaps is not None:
             keys += swaps.keys
             for expected, new in zip(swaps.expected, swaps.new, strict=True):

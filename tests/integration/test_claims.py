@@ -256,3 +256,14 @@ def test_a_claim_redis_refuses_is_left_to_the_child_and_the_next_one_is_answered
     second = take(accepted).headers[claims.HEADER]
     assert answered(hub, second["ticket"], 1) == ["run"]
     assert claims._posted(first["ticket"], 1) is None  # its child will claim for itself
+
+
+def test_the_record_kombu_restores_from_holds_the_message_as_delivered_without_its_ticket(
+        taking: Any) -> None:
+    r, take = taking
+    message = attempt(21)
+    issue(r, message)
+    taken = take(message)
+    assert claims.HEADER in taken.headers
+    stored = json.loads(r.hget(taken.channel.unacked_key, taken.delivery_tag))
+    assert claims.HEADER not in stored[0]["headers"]  # a redelivery brings no old verdicts

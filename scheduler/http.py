@@ -13,10 +13,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
+from corral.base.etcd import get_json
+from corral.base.status import cluster_status
+
 log = logging.getLogger("corral.scheduler")
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 PAGE = resources.files("corral.scheduler").joinpath("status_page.html").read_text()
+
+
+def metrics_text(scheduler: Any) -> bytes:
+    """Prometheus text: the replica's counters, and the cluster gauges from the leader's
+    summary (its own while it leads; the copy in etcd otherwise)."""
+    scheduler.metrics.role = scheduler.role
+    scheduler.metrics.summary = (scheduler._summary_last if scheduler.token is not None
+                                 else get_json(scheduler.etcd, scheduler.keys.summary) or {})
+    return scheduler.metrics.render()
+
+
+def status_document(scheduler: Any) -> dict[str, Any]:
+    """The `corral status --json` document, for the status page."""
+    return {"cluster": scheduler.settings.cluster, "replica": scheduler.sid,
+            **cluster_status(scheduler.etcd, scheduler.keys)}
 
 
 class StatusServer:
@@ -30,9 +48,9 @@ class StatusServer:
                     if path == "/healthz":
                         self._send(200, "application/json", json.dumps({"id": owner.sid, "role": owner.role}))
                     elif path == "/metrics":
-                        self._send(200, PROMETHEUS, owner.metrics_text())
+                        self._send(200, PROMETHEUS, metrics_text(owner))
                     elif path == "/api/status":
-                        self._send(200, "application/json", json.dumps(owner.status_document()))
+                        self._send(200, "application/json", json.dumps(status_document(owner)))
                     elif path in ("/", "/index.html"):
                         self._send(200, "text/html; charset=utf-8", PAGE)
                     else:

@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -68,8 +68,12 @@ def ingress_lists() -> list[str]:
 class Inbound:
     """Both readers of one leadership term, and the acks they need."""
 
-    def __init__(self, client: redis.Redis, sid: str, inbox: queue.SimpleQueue[Any]) -> None:
+    def __init__(self, client: redis.Redis, sid: str, inbox: queue.SimpleQueue[Any],
+                 take_now: Callable[[tuple[Any, ...]], bool] | None = None) -> None:
         self.r = client
+        # An ingress message that ends an idle wait is offered here first (Scheduler.take_now);
+        # what it refuses goes to the inbox.
+        self.take_now = take_now
         self.sid = sid
         self.inbox = inbox
         self.processing = PROCESSING + sid
@@ -93,7 +97,8 @@ class Inbound:
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=5)
+            if t is not threading.current_thread():  # a reader whose message stepped down
+                t.join(timeout=5)
         try:
             self._restore(keys=[self.processing, INGRESS_QUEUE])
         except redis.RedisError as exc:
@@ -131,7 +136,8 @@ class Inbound:
         while not self._stop.is_set():
             try:
                 items = self._take(keys=keys, args=[BATCH])
-                if not items:
+                idle = not items
+                if idle:
                     item = self.r.blmove(INGRESS_QUEUE, self.processing, 0.05, "RIGHT", "LEFT")
                     items = [item] if item is not None else []
                 if self._stop.is_set():  # the term ended while we read: hand it all back
@@ -139,7 +145,9 @@ class Inbound:
                     return
                 for raw in items:
                     headers, body, error = decode(raw)
-                    self.inbox.put(("ingress", headers, body, error, ("ingress", self, raw), raw))
+                    event = ("ingress", headers, body, error, ("ingress", self, raw), raw)
+                    if not (idle and self.take_now is not None and self.take_now(event)):
+                        self.inbox.put(event)
             except redis.RedisError as exc:
                 log.warning("reading ingress failed: %s", exc)
                 self._stop.wait(0.2)

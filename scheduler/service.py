@@ -25,10 +25,9 @@ from corral.base.config import Settings
 from corral.base.etcd import connect, get_json, prefix_json
 from corral.base.history import HistoryError, open_history
 from corral.base.keys import BUILTIN_ALGORITHMS, Keys
-from corral.base.status import cluster_status
 from corral.scheduler import heap, intake, upkeep
+from corral.scheduler.archive import archive
 from corral.scheduler.core import Core, Effects, Policy
-from corral.scheduler.core.lifecycle import Archive
 from corral.scheduler.election import FOLLOWER_REFRESH, Election
 from corral.scheduler.http import StatusServer
 from corral.scheduler.inbound import Inbound
@@ -43,7 +42,6 @@ log = logging.getLogger("corral.scheduler")
 SUMMARY_EVERY = 0.5
 NODE_POLL = 0.25
 STORAGE_POLL = 2.0  # seconds between readings of etcd's database size
-ARCHIVE_CHUNKS = 8  # moves to the history store per tick at most (99 tasks each)
 
 
 class Scheduler:
@@ -58,6 +56,7 @@ class Scheduler:
         self.policy = Policy.from_settings(settings)
         self.core = Core(self.policy, sid)
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-level: the cheapest hand-off
+        self._turn = threading.Lock()  # held by whichever thread runs the loop's round (take_now)
         # Timeouts: a leader cut off from Redis must fail fast and step down, not hang.
         self.redis = broker.client(settings.broker, settings.redis_master,
                                    client_name=f"corral-scheduler-{sid}", socket_timeout=5,
@@ -98,7 +97,8 @@ class Scheduler:
         try:
             self._loop()
         finally:
-            self._step_down("shutting down")
+            with self._turn:
+                self._step_down("shutting down")
             self.election.resign()
             self.http.stop()
 
@@ -169,21 +169,6 @@ class Scheduler:
                 log.warning("reading nodes failed: %s", exc)
             self.stopping.wait(NODE_POLL)
 
-    # ----------------------------------------------------------- HTTP reads
-
-    def metrics_text(self) -> bytes:
-        """Prometheus text: this replica's counters, and the cluster gauges from the leader's
-        summary (its own while it leads; the copy in etcd otherwise)."""
-        self.metrics.role = self.role
-        self.metrics.summary = (self._summary_last if self.token is not None
-                                else get_json(self.etcd, self.keys.summary) or {})
-        return self.metrics.render()
-
-    def status_document(self) -> dict[str, Any]:
-        """The `corral status --json` document, for the status page."""
-        return {"cluster": self.settings.cluster, "replica": self.sid,
-                **cluster_status(self.etcd, self.keys)}
-
     # ------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
@@ -192,23 +177,43 @@ class Scheduler:
                 event = self.inbox.get(timeout=0.05)
             except queue.Empty:
                 event = None
-            budget = 4096
-            while event is not None and budget:
-                self._apply(event)
-                budget -= 1
-                try:
-                    event = self.inbox.get_nowait()
-                except queue.Empty:
-                    event = None
-            if self.token is not None:
+            with self._turn:
+                self._round(event)
+
+    def take_now(self, event: tuple[Any, ...]) -> bool:
+        """An ingress message that ended its reader's idle wait, handled on that reader's
+        thread if the loop is idle: waking the loop's thread for it cost a lone task 0.2 to
+        0.3 ms (docs/benchmarks.md). Still one state machine that takes one turn at a time,
+        and in order: refused while the loop has its turn or the inbox holds anything."""
+        if not self._turn.acquire(blocking=False):
+            return False
+        try:
+            if self.token is None or not self.inbox.empty():
+                return False
+            self._round(event, gather=False)  # a burst's group commit is the loop's
+            return True
+        finally:
+            self._turn.release()
+
+    def _round(self, event: tuple[Any, ...] | None, gather: bool = True) -> None:
+        budget = 4096
+        while event is not None and budget:
+            self._apply(event)
+            budget -= 1
+            try:
+                event = self.inbox.get_nowait()
+            except queue.Empty:
+                event = None
+        if self.token is not None:
+            if gather:
                 self._gather()
-                try:
-                    self._tick()
-                except Fenced as exc:
-                    self._step_down(str(exc))
-                except Exception:
-                    log.exception("tick failed; stepping down to rebuild from etcd")
-                    self._step_down("tick failed")
+            try:
+                self._tick()
+            except Fenced as exc:
+                self._step_down(str(exc))
+            except Exception:
+                log.exception("tick failed; stepping down to rebuild from etcd")
+                self._step_down("tick failed")
 
     def _gather(self) -> None:
         """Group commit: while the core says the next tick may wait (core/pacing.py), take
@@ -343,26 +348,14 @@ class Scheduler:
             log.warning("Redis is back: what waited for it was sent")
 
     def _archive(self, now: float) -> None:
-        """Move finished records to the history store: put them there first, then, in one
-        fenced transaction, add their summaries to a `done/` chunk and delete them from
-        etcd. A leader that dies between the two leaves them in etcd, and the next one
-        puts them again (the same record under the same id: never two)."""
         assert self.token is not None
-        for _ in range(ARCHIVE_CHUNKS):
-            batch: Archive | None = self.core.archive_batch(now)
-            if batch is None:
-                break
-            try:
-                self.history.put_many(batch.records)
-            except HistoryError as exc:
-                if self._history_down is None:
-                    log.warning("%s; finished tasks stay in etcd until it answers", exc)
-                self._history_down = str(exc)
-                return
-            writes: dict[str, Any] = {self.keys.task(r["id"]): None for r in batch.records}
-            writes[self.keys.done(batch.name)] = batch.chunk
-            self._write(writes)
-            self.core.archived(batch)
+        try:
+            archive(self.core, self.history, self.keys, self._write, now)
+        except HistoryError as exc:
+            if self._history_down is None:
+                log.warning("%s; finished tasks stay in etcd until it answers", exc)
+            self._history_down = str(exc)
+            return
         if self._history_down is not None:
             log.warning("the history store answers again: finished tasks move there")
             self._history_down = None
@@ -422,7 +415,7 @@ class Scheduler:
         self.metrics.takeovers.inc()
         heap.settle()
         self._summary_last = {}
-        self.inbound = Inbound(self.redis, self.sid, self.inbox)
+        self.inbound = Inbound(self.redis, self.sid, self.inbox, self.take_now)
         self.inbound.start()
         log.info(
             "%s leading (token %s): %d tasks, %d finished, %d pending, rebuilt from %s in %.0f ms",

@@ -1,0 +1,85 @@
+"""A message that ends the ingress reader's idle wait is taken on the reader's own thread
+when the loop is idle (Scheduler.take_now): one state machine still, one turn at a time, in
+the order its inputs came."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from corral.base.keys import INGRESS_QUEUE
+from corral.client import Client
+from corral.scheduler.store import Fenced
+from tests.integration.conftest import next_ingress, readers
+
+pytestmark = pytest.mark.integration
+
+
+def until(what: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := what()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    return value
+
+
+def waiting(broker: Any) -> bool:
+    """Whether the ingress reader is in its idle wait (blocked in BLMOVE), not between two."""
+    return any(c["cmd"] == "blmove" and "b" in c["flags"] for c in broker.client_list())
+
+
+def test_a_message_that_ends_an_idle_wait_is_made_durable_on_its_readers_thread(replica: Any) -> None:
+    scheduler, broker = replica
+    scheduler._apply(("leader", scheduler.election.campaign()))  # its writes must go through
+    ticks: list[str] = []
+    tick = scheduler._tick
+    scheduler._tick = lambda: (ticks.append(threading.current_thread().name), tick())
+    scheduler._turn.release()  # the loop is idle
+    until(lambda: waiting(broker))
+    client = Client(scheduler.settings)
+    try:
+        handle = client.submit("corral.echo", {})
+        until(lambda: client.task(handle.id))
+    finally:
+        client.close()
+    assert ticks == ["corral-ingress"]
+    assert scheduler.inbox.empty()
+
+
+def test_a_message_waits_in_the_inbox_while_the_loop_has_its_turn(replica: Any) -> None:
+    scheduler, broker = replica  # the fixture holds the turn
+    scheduler._apply(("leader", 10**9))
+    broker.lpush(INGRESS_QUEUE, b"while the loop is busy")
+    assert next_ingress(scheduler)[5] == b"while the loop is busy"
+
+
+def test_a_message_is_not_taken_before_what_the_inbox_already_holds(replica: Any) -> None:
+    scheduler, broker = replica
+    scheduler._apply(("leader", 10**9))
+    scheduler.inbox.put(("storage", 0))
+    scheduler._turn.release()
+    broker.lpush(INGRESS_QUEUE, b"after it")
+    until(lambda: scheduler.inbox.qsize() == 2)
+    assert scheduler.inbox.get_nowait() == ("storage", 0)
+    assert next_ingress(scheduler)[5] == b"after it"
+
+
+def test_a_step_down_on_the_readers_thread_hands_its_message_back(replica: Any) -> None:
+    scheduler, broker = replica
+    before = len(readers())
+    scheduler._apply(("leader", 10**9))
+
+    def deposed() -> None:
+        raise Fenced("leader token 1000000000 is no longer current")
+
+    scheduler._tick = deposed
+    scheduler._turn.release()
+    until(lambda: waiting(broker))
+    broker.lpush(INGRESS_QUEUE, b"read, never durable")
+    until(lambda: scheduler.token is None)
+    until(lambda: len(readers()) == before)  # the reader stopped itself
+    assert broker.lrange(INGRESS_QUEUE, 0, -1) == [b"read, never durable"]

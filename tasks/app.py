@@ -39,5 +39,6 @@ def make_app(settings: Settings | None = None, *, worker: bool = False) -> Celer
     )
     if worker:
         app.conf.broker_transport = transport.for_url(settings.broker)  # one Redis client per channel
+        app.conf.worker_pool = "corral.tasks.prefork:TaskPool"  # prefork, its writes not deferred
     app.corral_settings = settings  # type: ignore[attr-defined]
     return app

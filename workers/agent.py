@@ -214,7 +214,7 @@ class Agent:
         self._ready_file(worker).unlink(missing_ok=True)
         cmd = [
             sys.executable, "-m", "celery", "-A", "corral.tasks.worker", "worker",
-            "-Q", gpu_queue(self.name, gpu.index), "-c", "1", "-P", "prefork",
+            "-Q", gpu_queue(self.name, gpu.index), "-c", "1",
             "--hostname", f"gpu{gpu.index}@{self.name}",
             "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-l", self.settings.worker_log_level,

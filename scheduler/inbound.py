@@ -72,8 +72,11 @@ class Inbound:
                  take_now: Callable[[tuple[Any, ...]], bool] | None = None) -> None:
         self.r = client
         # An ingress message that ends an idle wait is offered here first (Scheduler.take_now);
-        # what it refuses goes to the inbox.
+        # what it refuses goes to the inbox. Offered only once every earlier one has been
+        # applied: the loop may have taken one from the inbox and not yet have its turn.
         self.take_now = take_now
+        self._handed = 0  # ingress messages handed on, to take_now or to the inbox
+        self._applied = 0  # of those, how many the scheduler has applied (applied())
         self.sid = sid
         self.inbox = inbox
         self.processing = PROCESSING + sid
@@ -146,7 +149,9 @@ class Inbound:
                 for raw in items:
                     headers, body, error = decode(raw)
                     event = ("ingress", headers, body, error, ("ingress", self, raw), raw)
-                    if not (idle and self.take_now is not None and self.take_now(event)):
+                    self._handed += 1
+                    if not (idle and self.take_now is not None and self._applied == self._handed - 1
+                            and self.take_now(event)):
                         self.inbox.put(event)
             except redis.RedisError as exc:
                 log.warning("reading ingress failed: %s", exc)
@@ -197,6 +202,10 @@ class Inbound:
                 self._stop.wait(0.5)
 
     # ----------------------------------------------------------------- acks
+
+    def applied(self) -> None:
+        """The scheduler applied one of this term's ingress messages (in its turn)."""
+        self._applied += 1
 
     def owns(self, token: tuple[Any, ...]) -> bool:
         """Whether a message was read in this leadership term (older ones were handed back)."""

@@ -184,18 +184,19 @@ class Scheduler:
         """An ingress message that ended its reader's idle wait, handled on that reader's
         thread if the loop is idle: waking the loop's thread for it cost a lone task 0.2 to
         0.3 ms (docs/benchmarks.md). Still one state machine that takes one turn at a time,
-        and in order: refused while the loop has its turn or the inbox holds anything."""
+        and in order: refused while the loop has its turn or the inbox holds anything. The
+        round is the loop's own, group commit included."""
         if not self._turn.acquire(blocking=False):
             return False
         try:
             if self.token is None or not self.inbox.empty():
                 return False
-            self._round(event, gather=False)  # a burst's group commit is the loop's
+            self._round(event)
             return True
         finally:
             self._turn.release()
 
-    def _round(self, event: tuple[Any, ...] | None, gather: bool = True) -> None:
+    def _round(self, event: tuple[Any, ...] | None) -> None:
         budget = 4096
         while event is not None and budget:
             self._apply(event)
@@ -205,8 +206,7 @@ class Scheduler:
             except queue.Empty:
                 event = None
         if self.token is not None:
-            if gather:
-                self._gather()
+            self._gather()
             try:
                 self._tick()
             except Fenced as exc:
@@ -251,6 +251,7 @@ class Scheduler:
             elif self.inbound is None or not self.inbound.owns(event[4]):
                 return  # read in an earlier term: it was handed back and will come again
             elif kind == "ingress":
+                self.inbound.applied()
                 self._ingress(event, now)
             elif kind == "status":
                 self._status(event, now)

@@ -68,6 +68,17 @@ def test_a_message_is_not_taken_before_what_the_inbox_already_holds(replica: Any
     assert next_ingress(scheduler)[5] == b"after it"
 
 
+def test_a_message_is_not_taken_before_one_the_loop_holds_and_has_not_applied(replica: Any) -> None:
+    scheduler, broker = replica  # the fixture holds the turn
+    scheduler._apply(("leader", 10**9))
+    broker.lpush(INGRESS_QUEUE, b"first")
+    assert next_ingress(scheduler)[5] == b"first"  # the loop has it, and waits for its turn
+    scheduler._turn.release()
+    until(lambda: waiting(broker))
+    broker.lpush(INGRESS_QUEUE, b"second")
+    assert next_ingress(scheduler)[5] == b"second"  # behind the first, not ahead of it
+
+
 def test_a_step_down_on_the_readers_thread_hands_its_message_back(replica: Any) -> None:
     scheduler, broker = replica
     before = len(readers())

@@ -69,14 +69,13 @@ class Inbound:
     """Both readers of one leadership term, and the acks they need."""
 
     def __init__(self, client: redis.Redis, sid: str, inbox: queue.SimpleQueue[Any],
-                 take_now: Callable[[tuple[Any, ...]], bool] | None = None) -> None:
+                 take_now: Callable[[list[tuple[Any, ...]]], bool] | None = None) -> None:
         self.r = client
-        # An ingress message that ends an idle wait is offered here first (Scheduler.take_now);
-        # what it refuses goes to the inbox. Offered only once every earlier one has been
-        # applied: the loop may have taken one from the inbox and not yet have its turn.
+        # What a reader reads while the loop may be idle is offered here first
+        # (Scheduler.take_now); what it refuses goes to the inbox (hand_on).
         self.take_now = take_now
-        self._handed = 0  # ingress messages handed on, to take_now or to the inbox
-        self._applied = 0  # of those, how many the scheduler has applied (applied())
+        self._handed = {"ingress": 0, "status": 0}  # events handed on, by reader
+        self._applied = {"ingress": 0, "status": 0}  # of those, how many have been applied
         self.sid = sid
         self.inbox = inbox
         self.processing = PROCESSING + sid
@@ -146,13 +145,11 @@ class Inbound:
                 if self._stop.is_set():  # the term ended while we read: hand it all back
                     self._restore(keys=[self.processing, INGRESS_QUEUE])
                     return
+                events = []
                 for raw in items:
                     headers, body, error = decode(raw)
-                    event = ("ingress", headers, body, error, ("ingress", self, raw), raw)
-                    self._handed += 1
-                    if not (idle and self.take_now is not None and self._applied == self._handed - 1
-                            and self.take_now(event)):
-                        self.inbox.put(event)
+                    events.append(("ingress", headers, body, error, ("ingress", self, raw), raw))
+                self._hand_on(events, offer=idle)  # a batch waits for the loop's group commit
             except redis.RedisError as exc:
                 log.warning("reading ingress failed: %s", exc)
                 self._stop.wait(0.2)
@@ -172,8 +169,10 @@ class Inbound:
                 reply = self.r.xreadgroup(GROUP, self.sid, {STATUS_QUEUE: cursor}, count=BATCH,
                                           block=None if cursor != ">" else 50)
                 entries = reply[0][1] if reply else []
-                if cursor != ">":
+                fresh = cursor == ">"  # not the history claimed at takeover
+                if not fresh:
                     cursor = entries[-1][0] if entries else ">"
+                events = []
                 for entry_id, fields in entries:
                     fields = fields or {}  # an entry deleted after its delivery has none
                     raw = fields.get(b"e") or fields.get("e")
@@ -181,7 +180,8 @@ class Inbound:
                         body, error = json.loads(raw), None
                     except (TypeError, ValueError) as exc:
                         body, error = None, f"undecodable status event: {exc}"
-                    self.inbox.put(("status", {}, body, error, ("status", self, entry_id), raw))
+                    events.append(("status", {}, body, error, ("status", self, entry_id), raw))
+                self._hand_on(events, offer=fresh)
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     log.warning("reading status failed: %s", exc)
@@ -203,9 +203,23 @@ class Inbound:
 
     # ----------------------------------------------------------------- acks
 
-    def applied(self) -> None:
-        """The scheduler applied one of this term's ingress messages (in its turn)."""
-        self._applied += 1
+    def _hand_on(self, events: list[tuple[Any, ...]], offer: bool) -> None:
+        """To take_now if `offer` and every event this reader handed on before has been
+        applied (the loop may hold one from the inbox and not yet have its turn), else, or if
+        it refuses, to the inbox."""
+        if not events:
+            return
+        kind = events[0][0]
+        before = self._handed[kind]
+        self._handed[kind] += len(events)
+        if offer and self.take_now is not None and self._applied[kind] == before and self.take_now(events):
+            return
+        for event in events:
+            self.inbox.put(event)
+
+    def applied(self, kind: str) -> None:
+        """The scheduler applied one of this term's events (in its turn)."""
+        self._applied[kind] += 1
 
     def owns(self, token: tuple[Any, ...]) -> bool:
         """Whether a message was read in this leadership term (older ones were handed back)."""

@@ -174,39 +174,44 @@ class Scheduler:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                event = self.inbox.get(timeout=0.05)
+                events = [self.inbox.get(timeout=0.05)]
             except queue.Empty:
-                event = None
+                events = []
             with self._turn:
-                self._round(event)
+                self._round(events)
 
-    def take_now(self, event: tuple[Any, ...]) -> bool:
-        """An ingress message that ended its reader's idle wait, handled on that reader's
-        thread if the loop is idle: waking the loop's thread for it cost a lone task 0.2 to
-        0.3 ms (docs/benchmarks.md). Still one state machine that takes one turn at a time,
-        and in order: refused while the loop has its turn or the inbox holds anything. The
-        round is the loop's own, group commit included."""
+    def take_now(self, events: list[tuple[Any, ...]]) -> bool:
+        """What a reader read while the loop was idle, applied on that reader's thread: waking
+        the loop's thread for it cost a lone task 0.2 to 0.3 ms on its way in and again on
+        its way out (docs/benchmarks.md). Still one state machine that takes one turn at a
+        time, in order: refused while the loop has its turn or the inbox holds anything (the
+        reader offers only what follows all it handed on before). Refused too while group
+        commit would hold the round for more events (core/pacing.py): the reader would wait
+        for its own input; the loop's thread gathers them, as before."""
         if not self._turn.acquire(blocking=False):
             return False
         try:
-            if self.token is None or not self.inbox.empty():
+            if self.token is None or not self.inbox.empty() or self.core.hold() > 0:
                 return False
-            self._round(event)
+            self._round(events, gather=False)
             return True
         finally:
             self._turn.release()
 
-    def _round(self, event: tuple[Any, ...] | None) -> None:
-        budget = 4096
-        while event is not None and budget:
+    def _round(self, events: list[tuple[Any, ...]], gather: bool = True) -> None:
+        for event in events:
             self._apply(event)
-            budget -= 1
+        budget = 4096
+        while budget:
             try:
                 event = self.inbox.get_nowait()
             except queue.Empty:
-                event = None
+                break
+            self._apply(event)
+            budget -= 1
         if self.token is not None:
-            self._gather()
+            if gather:
+                self._gather()
             try:
                 self._tick()
             except Fenced as exc:
@@ -251,9 +256,10 @@ class Scheduler:
             elif self.inbound is None or not self.inbound.owns(event[4]):
                 return  # read in an earlier term: it was handed back and will come again
             elif kind == "ingress":
-                self.inbound.applied()
+                self.inbound.applied(kind)
                 self._ingress(event, now)
             elif kind == "status":
+                self.inbound.applied(kind)
                 self._status(event, now)
         except Fenced as exc:
             self._step_down(str(exc))

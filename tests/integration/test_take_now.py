@@ -1,9 +1,11 @@
-"""A message that ends the ingress reader's idle wait is taken on the reader's own thread
-when the loop is idle (Scheduler.take_now): one state machine still, one turn at a time, in
-the order its inputs came."""
+"""What a reader reads while the loop is idle (a message that ends the ingress reader's idle
+wait, new entries of the status stream) is applied on the reader's own thread
+(Scheduler.take_now): one state machine still, one turn at a time, in the order its inputs
+came."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from corral.base.keys import INGRESS_QUEUE
+from corral.base.keys import INGRESS_QUEUE, STATUS_QUEUE
 from corral.client import Client
 from corral.scheduler.store import Fenced
 from tests.integration.conftest import next_ingress, readers
@@ -27,9 +29,9 @@ def until(what: Callable[[], Any], timeout: float = 10.0) -> Any:
     return value
 
 
-def waiting(broker: Any) -> bool:
-    """Whether the ingress reader is in its idle wait (blocked in BLMOVE), not between two."""
-    return any(c["cmd"] == "blmove" and "b" in c["flags"] for c in broker.client_list())
+def waiting(broker: Any, command: str = "blmove") -> bool:
+    """Whether a reader is in its idle wait (blocked in `command`), not between two reads."""
+    return any(c["cmd"] == command and "b" in c["flags"] for c in broker.client_list())
 
 
 def test_a_message_that_ends_an_idle_wait_is_made_durable_on_its_readers_thread(replica: Any) -> None:
@@ -47,6 +49,22 @@ def test_a_message_that_ends_an_idle_wait_is_made_durable_on_its_readers_thread(
     finally:
         client.close()
     assert ticks == ["corral-ingress"]
+    assert scheduler.inbox.empty()
+
+
+def test_a_status_event_read_while_the_loop_is_idle_is_applied_on_its_readers_thread(replica: Any) -> None:
+    scheduler, broker = replica
+    scheduler._apply(("leader", scheduler.election.campaign()))
+    ticks: list[str] = []
+    tick = scheduler._tick
+    scheduler._tick = lambda: (ticks.append(threading.current_thread().name), tick())
+    scheduler._turn.release()
+    until(lambda: waiting(broker, "xreadgroup"))
+    event = {"kind": "heartbeat", "task_id": "t", "attempt_id": "t.a1", "node": "n", "gpu": 0, "time": 1.0}
+    broker.xadd(STATUS_QUEUE, {"e": json.dumps(event)})
+    until(lambda: ticks)
+    assert ticks == ["corral-status"]
+    until(lambda: not broker.xpending(STATUS_QUEUE, "corral-leader")["pending"])  # acknowledged
     assert scheduler.inbox.empty()
 
 
@@ -77,6 +95,16 @@ def test_a_message_is_not_taken_before_one_the_loop_holds_and_has_not_applied(re
     until(lambda: waiting(broker))
     broker.lpush(INGRESS_QUEUE, b"second")
     assert next_ingress(scheduler)[5] == b"second"  # behind the first, not ahead of it
+
+
+def test_nothing_is_taken_while_group_commit_would_hold_the_round(replica: Any) -> None:
+    scheduler, broker = replica
+    scheduler._apply(("leader", 10**9))
+    scheduler.core.hold = lambda: 0.008  # a backlog, and every GPU has a message to run
+    scheduler._turn.release()
+    until(lambda: waiting(broker))
+    broker.lpush(INGRESS_QUEUE, b"in a burst")
+    assert next_ingress(scheduler)[5] == b"in a burst"  # the loop's thread gathers it
 
 
 def test_a_step_down_on_the_readers_thread_hands_its_message_back(replica: Any) -> None:

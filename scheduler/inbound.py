@@ -10,6 +10,10 @@ visibility timeout.
 Status (`corral.status`, a Redis stream the workers append to): read through a consumer
 group and acknowledged in batches; a new leader claims every pending entry at takeover.
 Every 5 s the reader trims the stream below the oldest entry still pending or unread.
+
+What a reader reads while the leader's loop may be idle (a message that ends the ingress
+reader's idle wait, new status entries) is offered to the loop's state machine first, to
+be applied on the reader's thread (Scheduler.take_now); anything refused goes to the inbox.
 """
 
 from __future__ import annotations

@@ -233,11 +233,11 @@ def claim(cluster: str, msgs: list[dict[str, Any]], started: list[dict[str, Any]
             if Process.claim is None:
                 Process.claim = fence.claimer(Process.redis)
             with Process.redis.pipeline(transaction=False) as pipe:
-                mine = [fence.claim_in(pipe, Process.claim, cluster, m["attempt_id"], m) for m in msgs]
+                mine = fence.claim_in(pipe, Process.claim, cluster, msgs)
                 for event in started:
                     publish(pipe, event)
-                replies = pipe.execute()
-            return [fence.verdict(reply, digest) for reply, digest in zip(replies, mine, strict=False)]
+                before = pipe.execute()[0]
+            return [fence.verdict(b, digest) for b, digest in zip(before, mine, strict=True)]
         except redis.exceptions.NoScriptError:
             Process.claim = None
     raise redis.RedisError("the claim script could not be loaded")

@@ -27,20 +27,12 @@ from typing import Any, Literal
 
 import redis
 
+from corral.base import swaps
 from corral.base.process import alive
 
 TTL = 2 * 24 * 3600  # longer than the broker's visibility timeout
 ISSUED, SUPERSEDED, STARTED = b"issued:", b"superseded", b"started"
 Verdict = Literal["run", "superseded", "lost", "forged", "duplicate"]
-
-# KEYS[1]: the fence. ARGV: TTL, the message's digest, who starts it. Returns the value
-# found before.
-_CLAIM = """
-local before = redis.call('GET', KEYS[1])
-if before == 'issued:' .. ARGV[2] then redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[1]) end
-return before
-"""
-
 
 def key(cluster: str, attempt_id: str) -> str:
     return f"corral:{cluster}:attempt:{attempt_id}"
@@ -66,18 +58,22 @@ def supersede(pipe: redis.client.Pipeline, cluster: str, attempt_id: str) -> Non
 
 
 def claimer(client: redis.Redis) -> str:
-    """Load the claim script; its SHA. Load it again after a NoScriptError (a Redis that
-    restarted without it): a claim is called by SHA in the worker's pipeline, which spares
-    the round trip redis-py's own script objects spend checking for it on every call."""
-    return str(client.script_load(_CLAIM))
+    """Load the claim script (compare-and-set swaps, corral/base/swaps.py); its SHA. Load it
+    again after a NoScriptError (a Redis that restarted without it): a claim is called by SHA
+    in the worker's pipeline, which spares the round trip redis-py's own script objects spend
+    checking for it on every call."""
+    return str(client.script_load(swaps.SCRIPT))
 
 
-def claim_in(pipe: redis.client.Pipeline, sha: str, cluster: str, attempt_id: str,
-             message: dict[str, Any]) -> str:
-    """Queue a claim of this attempt with the message it came in; read the reply with
-    verdict(reply, the digest returned here)."""
-    mine = digest(message)
-    pipe.evalsha(sha, 1, key(cluster, attempt_id), TTL, mine, started_by(os.getpid()))
+def claim_in(pipe: redis.client.Pipeline, sha: str, cluster: str, msgs: list[dict[str, Any]]) -> list[str]:
+    """Queue the claims of these attempts, each with the message it came in, in one call; its
+    reply is what each fence held before: read it with verdict(before, the digest returned
+    here)."""
+    mine = [digest(m) for m in msgs]
+    args: list[Any] = []
+    for d in mine:
+        args += [issued(d), started_by(os.getpid()), TTL]
+    pipe.evalsha(sha, len(msgs), *(key(cluster, m["attempt_id"]) for m in msgs), *args)
     return mine
 
 

@@ -40,7 +40,7 @@ from kombu.transport import virtual
 from kombu.utils.json import dumps
 from redis.commands.core import Script
 
-from corral.base import broker
+from corral.base import broker, swaps
 
 log = logging.getLogger("corral.transport")
 
@@ -50,15 +50,7 @@ log = logging.getLogger("corral.transport")
 _RECORD_LUA = b"""
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-local out = {}
-for i = 3, #KEYS do
-  local j = 4 + (i - 3) * 3
-  local before = redis.call('GET', KEYS[i])
-  if before == ARGV[j] then redis.call('SET', KEYS[i], ARGV[j + 1], 'EX', ARGV[j + 2]) end
-  out[#out + 1] = before
-end
-return out
-"""
+""" + swaps.lua(3, 4)
 _RECORD = Script(None, _RECORD_LUA)  # type: ignore[arg-type]
 # KEYS: the same. ARGV[1]: the delivery's tag.
 _FORGET = Script(None, b"""

@@ -22,7 +22,7 @@ from corral.base import fence, transport
 from corral.base.config import Settings
 from corral.base.keys import NORMAL, RUN_TASK
 from corral.base.wire import encode_task
-from corral.tasks import claims
+from corral.tasks import claims, runner
 from corral.tasks.app import make_app
 from tests.conftest import start_redis
 
@@ -267,3 +267,21 @@ def test_the_record_kombu_restores_from_holds_the_message_as_delivered_without_i
     assert claims.HEADER in taken.headers
     stored = json.loads(r.hget(taken.channel.unacked_key, taken.delivery_tag))
     assert claims.HEADER not in stored[0]["headers"]  # a redelivery brings no old verdicts
+
+
+def test_a_child_that_claims_for_itself_gets_each_attempts_verdict_in_one_call(taking: Any) -> None:
+    r, _ = taking
+    issued, superseded, unissued = attempt(1), attempt(2), attempt(3)
+    issue(r, issued)
+    issue(r, superseded)
+    with r.pipeline() as pipe:
+        fence.supersede(pipe, CLUSTER, superseded["attempt_id"])
+        pipe.execute()
+    runner.Process.redis, runner.Process.claim = r, None
+    try:
+        seen = runner.claim(CLUSTER, [issued, superseded, unissued], [])
+    finally:
+        runner.Process.redis = runner.Process.claim = None
+    assert seen == ["run", "superseded", "forged"]
+    assert r.get(fence.key(CLUSTER, issued["attempt_id"])) == fence.started_by(os.getpid())
+    assert r.get(fence.key(CLUSTER, unissued["attempt_id"])) is None

@@ -16,6 +16,7 @@ import random
 import signal
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 from corral.client import Client, Handle
 from corral.local import LocalCluster
 from corral.netns import available as netns_available
+
+SUBMIT_TRIES = 100  # 20 s of a cluster that refuses submits, at most
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Report:
     wrong_results: list[str] = field(default_factory=list)
     faults: list[tuple[float, str, str]] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
+    resubmits: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -71,6 +75,8 @@ class Report:
             f"({', '.join(f'{k} x{v}' for k, v in sorted(kinds.items()))})",
             f"  terminal states: {dict(self.states)}",
             f"  attempts: {dict(self.attempts)}",
+            f"  submits made again: {len(self.resubmits)}"
+            + (f" (first: {self.resubmits[0]})" if self.resubmits else ""),
             f"  lost: {len(self.lost)}, duplicate outcomes: {len(self.duplicate_outcomes)}, "
             f"wrong results: {len(self.wrong_results)}",
             f"  verdict: {'OK' if self.ok else 'VIOLATED'}",
@@ -103,6 +109,7 @@ class Chaos:
         self.cluster = LocalCluster(state_dir, nodes=2, gpus=2, schedulers=3, etcd_members=3,
                                     flower=False, netns=self.netns)
         self.report_faults: list[tuple[float, str, str]] = []
+        self.resubmits: list[str] = []  # why a submit was made again
 
     # ---------------------------------------------------------------- run
 
@@ -117,14 +124,35 @@ class Chaos:
             pace = self.plan.tasks / max(10.0, len(faults) * (self.plan.gap + 3.0))
             done = threading.Event()
 
+            failed: list[BaseException] = []  # what stopped the producer, for this thread to raise
+
             def produce() -> None:
+                try:
+                    produce_all()
+                except BaseException as exc:
+                    failed.append(exc)
+                    done.set()
+
+            def produce_all() -> None:
                 for i in range(self.plan.tasks):
                     args = {"i": i, "check": self.rng.randrange(10**9)}
-                    h = client.submit("corral.echo", args)
+                    h = submit(args)
                     expected[h.id] = args
                     handles.append(h)
                     time.sleep(1.0 / pace)
                 done.set()
+
+            def submit(args: dict[str, Any]) -> Handle:
+                """As a user would: a submit that fails while etcd or Redis is away is made
+                again, under the same id (a second copy that did get through is ignored)."""
+                task_id = uuid.uuid4().hex
+                for _ in range(SUBMIT_TRIES):
+                    try:
+                        return client.submit("corral.echo", args, task_id=task_id)
+                    except Exception as exc:
+                        self.resubmits.append(f"{type(exc).__name__}: {str(exc)[:80]}")
+                        time.sleep(0.2)
+                raise AssertionError(f"no submit went through in {SUBMIT_TRIES} tries: {self.resubmits[-1]}")
 
             producer = threading.Thread(target=produce, daemon=True, name="chaos-producer")
             producer.start()
@@ -135,9 +163,12 @@ class Chaos:
                 log(f"[{time.monotonic() - started:6.1f} s] {fault}: {detail}")
                 time.sleep(self.plan.gap)
             producer.join()
+            if failed:
+                raise failed[0]
             records = client.wait(handles, timeout=600)
             report = check(expected, records, client)
             report.faults = self.report_faults
+            report.resubmits = self.resubmits
             report.seconds = time.monotonic() - started
             client.close()
             return report

@@ -70,9 +70,7 @@ def claim_in(pipe: redis.client.Pipeline, sha: str, cluster: str, msgs: list[dic
     reply is what each fence held before: read it with verdict(before, the digest returned
     here)."""
     mine = [digest(m) for m in msgs]
-    args: list[Any] = []
-    for d in mine:
-        args += [issued(d), started_by(os.getpid()), TTL]
+    args = swaps.argv([issued(d) for d in mine], [started_by(os.getpid())] * len(msgs), TTL)
     pipe.evalsha(sha, len(msgs), *(key(cluster, m["attempt_id"]) for m in msgs), *args)
     return mine
 

@@ -22,3 +22,11 @@ return out
 
 
 SCRIPT = lua(1, 1)  # swaps alone: KEYS the keys, ARGV (expected, new, ttl) for each
+
+
+def argv(expected: list[bytes], new: list[bytes], ttl: int) -> list[bytes | int]:
+    """The swaps' ARGV: (expected, new, ttl) for each key, in the keys' order."""
+    out: list[bytes | int] = []
+    for was, now in zip(expected, new, strict=True):
+        out += [was, now, ttl]
+    return out

@@ -155,18 +155,17 @@ class QoS(kombu_redis.QoS):
         # what kombu restores must not bring this delivery's verdicts back with it.
         args: list[Any] = [time(), delivery_tag,
                            dumps([message._raw, delivery["exchange"], delivery["routing_key"]])]
-        swaps = on_delivery(message) if on_delivery is not None else None
-        if swaps is not None:
-            keys += swaps.keys
-            for expected, new in zip(swaps.expected, swaps.new, strict=True):
-                args += [expected, new, swaps.ttl]
+        asked = on_delivery(message) if on_delivery is not None else None
+        if asked is not None:
+            keys += asked.keys
+            args += swaps.argv(asked.expected, asked.new, asked.ttl)
         with self.channel.conn_or_acquire() as client:
-            if swaps is not None and _loop is not None:
-                self._later(client.connection_pool).send(keys, args, swaps.then)
+            if asked is not None and _loop is not None:
+                self._later(client.connection_pool).send(keys, args, asked.then)
             else:
                 before = _RECORD(keys=keys, args=args, client=client)
-                if swaps is not None:
-                    swaps.then(list(before))
+                if asked is not None:
+                    asked.then(list(before))
         virtual.QoS.append(self, message, delivery_tag)
 
     _corral_later: _Later | None = None

@@ -122,25 +122,18 @@ class Chaos:
             handles: list[Handle] = []
             faults = self.plan.faults()
             pace = self.plan.tasks / max(10.0, len(faults) * (self.plan.gap + 3.0))
-            done = threading.Event()
-
             failed: list[BaseException] = []  # what stopped the producer, for this thread to raise
 
             def produce() -> None:
                 try:
-                    produce_all()
+                    for i in range(self.plan.tasks):
+                        args = {"i": i, "check": self.rng.randrange(10**9)}
+                        h = submit(args)
+                        expected[h.id] = args
+                        handles.append(h)
+                        time.sleep(1.0 / pace)
                 except BaseException as exc:
                     failed.append(exc)
-                    done.set()
-
-            def produce_all() -> None:
-                for i in range(self.plan.tasks):
-                    args = {"i": i, "check": self.rng.randrange(10**9)}
-                    h = submit(args)
-                    expected[h.id] = args
-                    handles.append(h)
-                    time.sleep(1.0 / pace)
-                done.set()
 
             def submit(args: dict[str, Any]) -> Handle:
                 """As a user would: a submit that fails while etcd or Redis is away is made

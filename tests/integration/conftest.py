@@ -36,6 +36,7 @@ def replica(small: LocalCluster, tmp_path: Path) -> Iterator[tuple[Scheduler, re
     try:
         yield scheduler, broker
     finally:
+        scheduler.stopping.set()  # as a replica shuts down: its mirror is not started again
         scheduler._step_down("test over")
         scheduler.mirror.stop()
         scheduler.etcd.close()

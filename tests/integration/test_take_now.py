@@ -52,6 +52,30 @@ def test_a_message_that_ends_an_idle_wait_is_made_durable_on_its_readers_thread(
     assert scheduler.inbox.empty()
 
 
+@pytest.mark.parametrize("hostile", [b"\xff\xfe not utf-8", b'{"body": NaN}\n', b"[" * 500 + b"]" * 500,
+                                     b'"a string"', b"{}\n\n"])
+def test_a_hostile_message_taken_on_the_readers_thread_is_acknowledged_and_the_next_one_taken(
+        replica: Any, hostile: bytes) -> None:
+    scheduler, broker = replica
+    scheduler._apply(("leader", scheduler.election.campaign()))
+    ticks: list[str] = []
+    tick = scheduler._tick
+    scheduler._tick = lambda: (ticks.append(threading.current_thread().name), tick())
+    scheduler._turn.release()
+    until(lambda: waiting(broker))
+    broker.lpush(INGRESS_QUEUE, hostile)
+    assert scheduler.inbound is not None
+    until(lambda: not broker.llen(scheduler.inbound.processing) and waiting(broker))  # acknowledged
+    client = Client(scheduler.settings)
+    try:
+        handle = client.submit("corral.echo", {})
+        until(lambda: client.task(handle.id))
+    finally:
+        client.close()
+    assert scheduler.token is not None and scheduler.inbox.empty()
+    assert set(ticks) == {"corral-ingress"}
+
+
 def test_a_status_event_read_while_the_loop_is_idle_is_applied_on_its_readers_thread(replica: Any) -> None:
     scheduler, broker = replica
     scheduler._apply(("leader", scheduler.election.campaign()))

@@ -29,6 +29,24 @@ def until(what: Callable[[], Any], timeout: float = 10.0) -> Any:
     return value
 
 
+def ticks_of(scheduler: Any) -> list[str]:
+    """The names of the threads the scheduler's ticks run on, from now on."""
+    ticks: list[str] = []
+    tick = scheduler._tick
+    scheduler._tick = lambda: (ticks.append(threading.current_thread().name), tick())
+    return ticks
+
+
+def submit_durably(scheduler: Any) -> None:
+    """Submit a task as a user does, and wait until its record is in etcd."""
+    client = Client(scheduler.settings)
+    try:
+        handle = client.submit("corral.echo", {})
+        until(lambda: client.task(handle.id))
+    finally:
+        client.close()
+
+
 def waiting(broker: Any, command: str = "blmove") -> bool:
     """Whether a reader is in its idle wait (blocked in `command`), not between two reads."""
     return any(c["cmd"] == command and "b" in c["flags"] for c in broker.client_list())
@@ -37,17 +55,10 @@ def waiting(broker: Any, command: str = "blmove") -> bool:
 def test_a_message_that_ends_an_idle_wait_is_made_durable_on_its_readers_thread(replica: Any) -> None:
     scheduler, broker = replica
     scheduler._apply(("leader", scheduler.election.campaign()))  # its writes must go through
-    ticks: list[str] = []
-    tick = scheduler._tick
-    scheduler._tick = lambda: (ticks.append(threading.current_thread().name), tick())
+    ticks = ticks_of(scheduler)
     scheduler._turn.release()  # the loop is idle
     until(lambda: waiting(broker))
-    client = Client(scheduler.settings)
-    try:
-        handle = client.submit("corral.echo", {})
-        until(lambda: client.task(handle.id))
-    finally:
-        client.close()
+    submit_durably(scheduler)
     assert ticks == ["corral-ingress"]
     assert scheduler.inbox.empty()
 
@@ -58,20 +69,13 @@ def test_a_hostile_message_taken_on_the_readers_thread_is_acknowledged_and_the_n
         replica: Any, hostile: bytes) -> None:
     scheduler, broker = replica
     scheduler._apply(("leader", scheduler.election.campaign()))
-    ticks: list[str] = []
-    tick = scheduler._tick
-    scheduler._tick = lambda: (ticks.append(threading.current_thread().name), tick())
+    ticks = ticks_of(scheduler)
     scheduler._turn.release()
     until(lambda: waiting(broker))
     broker.lpush(INGRESS_QUEUE, hostile)
     assert scheduler.inbound is not None
     until(lambda: not broker.llen(scheduler.inbound.processing) and waiting(broker))  # acknowledged
-    client = Client(scheduler.settings)
-    try:
-        handle = client.submit("corral.echo", {})
-        until(lambda: client.task(handle.id))
-    finally:
-        client.close()
+    submit_durably(scheduler)
     assert scheduler.token is not None and scheduler.inbox.empty()
     assert set(ticks) == {"corral-ingress"}
 
@@ -79,9 +83,7 @@ def test_a_hostile_message_taken_on_the_readers_thread_is_acknowledged_and_the_n
 def test_a_status_event_read_while_the_loop_is_idle_is_applied_on_its_readers_thread(replica: Any) -> None:
     scheduler, broker = replica
     scheduler._apply(("leader", scheduler.election.campaign()))
-    ticks: list[str] = []
-    tick = scheduler._tick
-    scheduler._tick = lambda: (ticks.append(threading.current_thread().name), tick())
+    ticks = ticks_of(scheduler)
     scheduler._turn.release()
     until(lambda: waiting(broker, "xreadgroup"))
     event = {"kind": "heartbeat", "task_id": "t", "attempt_id": "t.a1", "node": "n", "gpu": 0, "time": 1.0}
